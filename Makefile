@@ -1,0 +1,67 @@
+# Two commands set everything up on a fresh machine:
+#   make run   - virtualenv, install, offline models, database upgrade, then the service
+#   make test  - the same plus dev tools, then ruff, mypy and pytest
+# Both are idempotent: stamps skip the installs when nothing changed.
+
+PYTHON ?= python3
+# The CPU build of torch 2.13.0 lies on this project's machines; pinning it first stops pip
+# from pulling a multi-GB CUDA build to satisfy a dependency. Override for GPU hosts.
+TORCH_SPEC ?= torch==2.13.0
+VENV ?= .venv
+BIN := $(VENV)/bin
+DATA_DIR ?= var
+MODEL_STAMP := $(DATA_DIR)/models/smollm2-135m-instruct/config.json
+PYTEST_ARGS ?=
+
+.PHONY: run test install install-dev models lint typecheck pytest bench clean help
+
+help:
+	@echo "make run    - set up and start Switchboard (console chat when no platform is configured)"
+	@echo "make test   - set up with dev tools, then ruff, mypy and pytest"
+	@echo "make bench  - run the benchmarks in bench/"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.torch: | $(BIN)/python
+	$(BIN)/pip install -q "$(TORCH_SPEC)"
+	@touch $@
+
+$(VENV)/.installed: pyproject.toml $(VENV)/.torch
+	$(BIN)/pip install -q -e .
+	@touch $@
+
+$(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+$(MODEL_STAMP): | $(VENV)/.installed
+	DATA_DIR=$(DATA_DIR) $(BIN)/switchboard models fetch
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+models: $(MODEL_STAMP)
+
+run: install models
+	DATA_DIR=$(DATA_DIR) $(BIN)/switchboard run
+
+lint: install-dev
+	$(BIN)/ruff check .
+
+typecheck: install-dev
+	$(BIN)/mypy
+
+pytest: install-dev models
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test: install-dev models
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+bench: install-dev models
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

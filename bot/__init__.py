@@ -1,0 +1,1 @@
+"""Composition root: settings, CLI, HTTP app and platform adapters."""

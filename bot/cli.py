@@ -1,0 +1,120 @@
+"""The `switchboard` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from bot.settings import Settings
+
+log = logging.getLogger("switchboard")
+
+NO_PLATFORM_HINT = (
+    "No Telegram or Slack credentials configured: starting the console chat. "
+    "Set TELEGRAM_BOT_TOKEN or SLACK_BOT_TOKEN in .env to connect a platform (see README)."
+)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="switchboard",
+        description="Self-hosted chat-bot service: Telegram, Slack and a terminal connected "
+        "to text, image, sentiment, QA and recommendation services.",
+        epilog="Settings come from the environment or .env; see .env.example.",
+    )
+    parser.add_argument("--log-level", help="override LOG_LEVEL (DEBUG, INFO, WARNING, ERROR)")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    commands.add_parser(
+        "run",
+        help="start every configured platform (the console chat when none is)",
+        description="Upgrades the database, then starts every platform whose credentials are "
+        "set. With none set, starts the console chat.",
+    )
+    commands.add_parser(
+        "chat",
+        help="chat in the terminal; reads one message per line from a pipe",
+        description="Terminal chat through the same path as Telegram and Slack. "
+        "Example: printf '/help\\nhello\\n' | switchboard chat",
+    )
+    db = commands.add_parser("db", help="database schema commands")
+    db_commands = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    upgrade = db_commands.add_parser("upgrade", help="apply migrations (default: to the newest)")
+    upgrade.add_argument("revision", nargs="?", default="head")
+    downgrade = db_commands.add_parser("downgrade", help="revert migrations to REVISION")
+    downgrade.add_argument("revision")
+
+    models = commands.add_parser("models", help="model files")
+    model_commands = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
+    model_commands.add_parser(
+        "fetch", help="fetch and convert the offline default models (idempotent)"
+    )
+    return parser
+
+
+def _upgrade(settings: Settings, revision: str = "head") -> None:
+    from bot.migrate import upgrade
+
+    upgrade(settings.db_url, revision)
+
+
+async def _chat(settings: Settings) -> int:
+    from bot.compose import build_app
+    from bot.platforms.console import ConsolePlatform
+
+    app = build_app(settings)
+    try:
+        await ConsolePlatform(image_dir=settings.data_dir / "images").start(app.dispatcher.dispatch)
+    finally:
+        await app.close()
+    return 0
+
+
+async def _run(settings: Settings) -> int:
+    from bot.runner import configured_platforms, run_platforms
+
+    platforms = configured_platforms(settings)
+    if not platforms:
+        print(NO_PLATFORM_HINT, file=sys.stderr)
+        return await _chat(settings)
+    return await run_platforms(settings, platforms)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings()
+    except Exception as exc:  # pydantic's ValidationError names the bad variable
+        print(f"switchboard: bad configuration: {exc}", file=sys.stderr)
+        return 2
+    from bot.logs import configure_logging
+
+    configure_logging(args.log_level or settings.log_level, settings.secrets())
+    from bot.compose import ConfigurationError
+
+    try:
+        if args.command == "db":
+            if args.db_command == "upgrade":
+                _upgrade(settings, args.revision)
+            else:
+                from bot.migrate import downgrade
+
+                downgrade(settings.db_url, args.revision)
+            return 0
+        if args.command == "models":
+            from services.modelhost.offline import smollm2_path
+
+            print(f"text model ready: {smollm2_path(settings.models_dir)}")
+            return 0
+        _upgrade(settings)
+        if args.command == "chat":
+            return asyncio.run(_chat(settings))
+        return asyncio.run(_run(settings))
+    except ConfigurationError as exc:
+        print(f"switchboard: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

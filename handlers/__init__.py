@@ -1,0 +1,1 @@
+"""Platform-neutral core: message types, the command router, middleware and feature handlers."""

@@ -1,0 +1,46 @@
+"""The typed context a handler receives for one incoming message."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from handlers.types import Incoming, Reply, Responder
+from services.container import Services
+from services.types import Turn
+from storage.models import Conversation, User
+
+if TYPE_CHECKING:
+    from handlers.router import Router
+
+
+@dataclass(slots=True)
+class Context:
+    incoming: Incoming
+    responder: Responder
+    services: Services
+    router: Router
+    session: AsyncSession
+    user: User
+    conversation: Conversation
+    # The conversation's current context before this message, oldest first.
+    history: list[Turn] = field(default_factory=list)
+    # What the bot said, stored as assistant turns once the handler returns.
+    said: list[str] = field(default_factory=list)
+
+    async def reply(self, reply: Reply) -> None:
+        await self.responder.send(reply)
+        if reply.text and not reply.private:
+            self.said.append(reply.text)
+
+    async def reply_text(self, text: str) -> None:
+        await self.reply(Reply(text=text))
+
+    async def reply_stream(self, chunks: AsyncIterator[str]) -> str:
+        text = await self.responder.stream(chunks)
+        if text:
+            self.said.append(text)
+        return text

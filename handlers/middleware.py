@@ -1,0 +1,199 @@
+"""Middleware, one concern each, wrapped around the handler in `Dispatcher`."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from handlers.context import Context
+from handlers.router import Router
+from handlers.types import Incoming, Reply, Responder
+from services.container import Services
+from services.types import ProviderError, Turn
+from storage import repositories as repo
+from storage.db import SessionFactory, unit_of_work
+from storage.models import Conversation, User
+
+log = logging.getLogger(__name__)
+
+SORRY = "Something went wrong on my side. Your message is saved; please try again."
+
+
+@dataclass(slots=True)
+class Envelope:
+    """One message on its way through the middleware."""
+
+    incoming: Incoming
+    responder: Responder
+    duplicate: bool = False
+    notes: dict[str, str] = field(default_factory=dict)
+
+
+Next = Callable[[Envelope], Awaitable[None]]
+
+
+class Middleware(Protocol):
+    async def __call__(self, envelope: Envelope, call_next: Next) -> None: ...
+
+
+class InboxMiddleware:
+    """Stores the event before any work; an event id seen before is not answered again."""
+
+    def __init__(self, sessions: SessionFactory) -> None:
+        self._sessions = sessions
+
+    async def __call__(self, envelope: Envelope, call_next: Next) -> None:
+        incoming = envelope.incoming
+        async with unit_of_work(self._sessions) as session:
+            fresh = await repo.record_event(
+                session,
+                platform=incoming.platform,
+                event_id=incoming.event_id,
+                payload=dataclasses.asdict(incoming),
+            )
+        if not fresh:
+            envelope.duplicate = True
+            log.info("duplicate event %s:%s ignored", incoming.platform, incoming.event_id)
+            return
+        status, error = "done", None
+        try:
+            await call_next(envelope)
+        except BaseException as exc:
+            status, error = "failed", type(exc).__name__
+            raise
+        finally:
+            async with unit_of_work(self._sessions) as session:
+                await repo.mark_event(
+                    session,
+                    platform=incoming.platform,
+                    event_id=incoming.event_id,
+                    status=status,
+                    error=error,
+                )
+
+
+class ErrorMiddleware:
+    """Turns failures into one line the user can act on; the detail goes to the log."""
+
+    async def __call__(self, envelope: Envelope, call_next: Next) -> None:
+        event = f"{envelope.incoming.platform}:{envelope.incoming.event_id}"
+        try:
+            await call_next(envelope)
+        except ProviderError as exc:
+            log.warning("provider failed for event %s: %s", event, exc.detail)
+            await self._apologise(envelope, exc.user_message)
+        except Exception:
+            log.exception("handler failed for event %s", event)
+            await self._apologise(envelope, SORRY)
+
+    @staticmethod
+    async def _apologise(envelope: Envelope, text: str) -> None:
+        try:
+            await envelope.responder.send(Reply(text=text))
+        except Exception:
+            log.exception("could not deliver the apology for %s", envelope.incoming.event_id)
+
+
+class OrderingMiddleware:
+    """Messages of one conversation are handled one after another, in arrival order."""
+
+    def __init__(self) -> None:
+        self._locks: dict[tuple[str, str, str], asyncio.Lock] = {}
+        self._users: dict[tuple[str, str, str], int] = {}
+
+    async def __call__(self, envelope: Envelope, call_next: Next) -> None:
+        key = envelope.incoming.conversation_key
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        self._users[key] = self._users.get(key, 0) + 1
+        try:
+            async with lock:
+                await call_next(envelope)
+        finally:
+            self._users[key] -= 1
+            if self._users[key] == 0:
+                del self._users[key]
+                del self._locks[key]
+
+
+class ConversationMiddleware:
+    """Resolves user and conversation, keeps the user's turn, loads the context, runs the
+    handler in a unit of work and stores what the bot said.
+
+    The user's turn is committed before the handler runs, so a failing or slow model never
+    loses it and no transaction stays open across a model call.
+    """
+
+    def __init__(self, sessions: SessionFactory, services: Services, router: Router) -> None:
+        self._sessions = sessions
+        self._services = services
+        self._router = router
+
+    async def __call__(self, envelope: Envelope, call_next: Next) -> None:
+        incoming = envelope.incoming
+        route = self._router.route(incoming)
+        async with unit_of_work(self._sessions) as session:
+            user = await repo.get_or_create_user(
+                session,
+                platform=incoming.platform,
+                external_id=incoming.user_id,
+                display_name=incoming.user_name,
+                language=incoming.language,
+            )
+            conversation = await repo.get_or_create_conversation(
+                session,
+                platform=incoming.platform,
+                chat_id=incoming.chat_id,
+                thread_id=incoming.thread_id or "",
+            )
+            history = await self._history(session, conversation) if route.remember else []
+            if route.kind != "action":
+                await repo.add_message(
+                    session,
+                    conversation=conversation,
+                    role="user",
+                    text=incoming.text,
+                    kind=route.kind,
+                    user_id=user.id,
+                    event_id=incoming.event_id,
+                )
+            user_id, conversation_id = user.id, conversation.id
+        async with unit_of_work(self._sessions) as session:
+            user = await session.get_one(User, user_id)
+            conversation = await session.get_one(Conversation, conversation_id)
+            if route.handler is None:
+                await envelope.responder.send(Reply(text=route.answer))
+                said = [route.answer or ""]
+            else:
+                ctx = Context(
+                    incoming=incoming,
+                    responder=envelope.responder,
+                    services=self._services,
+                    router=self._router,
+                    session=session,
+                    user=user,
+                    conversation=conversation,
+                    history=history,
+                )
+                await route.handler(ctx, route.args)
+                said = ctx.said
+            for text in said:
+                await repo.add_message(
+                    session,
+                    conversation=conversation,
+                    role="assistant",
+                    text=text,
+                    kind=route.kind if route.kind != "action" else "command",
+                    event_id=incoming.event_id,
+                )
+        await call_next(envelope)
+
+    @staticmethod
+    async def _history(session: AsyncSession, conversation: Conversation) -> list[Turn]:
+        messages = await repo.context_messages(session, conversation=conversation)
+        return [Turn("assistant" if m.role == "assistant" else "user", m.text) for m in messages]

@@ -1,0 +1,121 @@
+"""Command router. Its registry is the single source of /help and of platform command menus."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from handlers.context import Context
+from handlers.types import Incoming
+
+Handler = Callable[[Context, str], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    name: str
+    summary: str
+    handler: Handler
+    args: str = ""
+    args_required: bool = False
+    # Whether the exchange joins the conversation's context (chat) or is kept apart (command).
+    remember: bool = False
+
+    @property
+    def usage(self) -> str:
+        return f"/{self.name} {self.args}".rstrip()
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """What to do with one message: a handler and its argument text, or a one-line answer."""
+
+    handler: Handler | None
+    args: str = ""
+    remember: bool = False
+    kind: str = "chat"
+    answer: str | None = None
+
+
+def split_command(text: str) -> tuple[str, str] | None:
+    """'/gen@mybot hello' -> ('gen', 'hello'); None for text that is not a command."""
+    if not text.startswith("/") or len(text) < 2:
+        return None
+    head, _, rest = text[1:].partition(" ")
+    first_line, newline, more = head.partition("\n")
+    if newline:
+        rest = f"{more} {rest}".strip() if rest else more
+        head = first_line
+    name = head.split("@", 1)[0].lower()
+    return (name, rest.strip()) if name else None
+
+
+class Router:
+    def __init__(self) -> None:
+        self._commands: dict[str, Command] = {}
+        self._text: Handler | None = None
+        self._actions: dict[str, Handler] = {}
+
+    def command(
+        self,
+        name: str,
+        *,
+        summary: str,
+        args: str = "",
+        args_required: bool = False,
+        remember: bool = False,
+    ) -> Callable[[Handler], Handler]:
+        def register(handler: Handler) -> Handler:
+            if name in self._commands:
+                raise ValueError(f"command /{name} registered twice")
+            self._commands[name] = Command(name, summary, handler, args, args_required, remember)
+            return handler
+
+        return register
+
+    def text(self, handler: Handler) -> Handler:
+        """The handler for free text (anything that is not a command)."""
+        self._text = handler
+        return handler
+
+    def action(self, prefix: str) -> Callable[[Handler], Handler]:
+        """A handler for button presses whose data starts with ``prefix:``."""
+
+        def register(handler: Handler) -> Handler:
+            self._actions[prefix] = handler
+            return handler
+
+        return register
+
+    @property
+    def commands(self) -> list[Command]:
+        return list(self._commands.values())
+
+    def help_text(self) -> str:
+        lines = ["**Commands**"]
+        lines += [f"`{c.usage}` — {c.summary}" for c in self.commands]
+        lines.append("Anything else you write is a chat message; I remember the conversation.")
+        return "\n".join(lines)
+
+    def route(self, incoming: Incoming) -> Route:
+        if incoming.action is not None:
+            prefix, _, data = incoming.action.partition(":")
+            handler = self._actions.get(prefix)
+            if handler is None:
+                return Route(None, answer="That button has expired.")
+            return Route(handler, data, kind="action")
+        parsed = split_command(incoming.text.strip())
+        if parsed is None:
+            if self._text is None:
+                return Route(None, answer="Try /help to see what I can do.")
+            return Route(self._text, incoming.text.strip(), remember=True)
+        name, args = parsed
+        command = self._commands.get(name)
+        if command is None:
+            return Route(None, kind="command", answer=f"Unknown command /{name}. Try /help.")
+        if command.args_required and not args:
+            return Route(
+                None, kind="command", answer=f"Usage: `{command.usage}` — {command.summary}"
+            )
+        kind = "chat" if command.remember else "command"
+        return Route(command.handler, args, remember=command.remember, kind=kind)

@@ -1,0 +1,1 @@
+"""Services: text generation and the other model-backed capabilities, behind small protocols."""

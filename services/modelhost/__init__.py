@@ -1,0 +1,1 @@
+"""Model host: device placement, offline model files, loading models once."""

@@ -1,0 +1,1 @@
+"""Model providers: each wraps one SDK and keeps its types inside."""

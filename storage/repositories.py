@@ -1,0 +1,177 @@
+"""Repositories: keyword-only functions over an `AsyncSession`. They never commit."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import Base, Conversation, InboxEvent, Message, User, utcnow
+
+
+async def _insert_ignore(session: AsyncSession, model: type[Base], values: dict[str, Any]) -> bool:
+    """INSERT … ON CONFLICT DO NOTHING; True when a row was written."""
+    dialect = session.bind.dialect.name if session.bind is not None else "sqlite"
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    result = await session.execute(insert(model).values(**values).on_conflict_do_nothing())
+    return bool(getattr(result, "rowcount", 0))
+
+
+# --- inbox -------------------------------------------------------------------------------
+
+
+async def record_event(
+    session: AsyncSession, *, platform: str, event_id: str, payload: dict[str, Any]
+) -> bool:
+    """Store an incoming event; False when this event id was seen before."""
+    now = utcnow()
+    return await _insert_ignore(
+        session,
+        InboxEvent,
+        {
+            "platform": platform,
+            "event_id": event_id,
+            "payload": payload,
+            "status": "pending",
+            "attempts": 1,
+            "created_at": now,
+            "updated_at": now,
+        },
+    )
+
+
+async def mark_event(
+    session: AsyncSession, *, platform: str, event_id: str, status: str, error: str | None = None
+) -> None:
+    await session.execute(
+        update(InboxEvent)
+        .where(InboxEvent.platform == platform, InboxEvent.event_id == event_id)
+        .values(status=status, error=error, updated_at=utcnow())
+    )
+
+
+async def pending_events(session: AsyncSession, *, limit: int = 1000) -> Sequence[InboxEvent]:
+    result = await session.scalars(
+        select(InboxEvent)
+        .where(InboxEvent.status == "pending")
+        .order_by(InboxEvent.id)
+        .limit(limit)
+    )
+    return result.all()
+
+
+# --- users and conversations -------------------------------------------------------------
+
+
+async def get_or_create_user(
+    session: AsyncSession,
+    *,
+    platform: str,
+    external_id: str,
+    display_name: str | None = None,
+    language: str | None = None,
+) -> User:
+    await _insert_ignore(
+        session,
+        User,
+        {
+            "platform": platform,
+            "external_id": external_id,
+            "display_name": display_name,
+            "language": language,
+            "created_at": utcnow(),
+        },
+    )
+    user = await session.scalar(
+        select(User).where(User.platform == platform, User.external_id == external_id)
+    )
+    assert user is not None
+    if display_name and user.display_name != display_name:
+        user.display_name = display_name
+    return user
+
+
+async def get_or_create_conversation(
+    session: AsyncSession, *, platform: str, chat_id: str, thread_id: str = ""
+) -> Conversation:
+    await _insert_ignore(
+        session,
+        Conversation,
+        {
+            "platform": platform,
+            "chat_id": chat_id,
+            "thread_id": thread_id,
+            "epoch": 0,
+            "created_at": utcnow(),
+        },
+    )
+    conversation = await session.scalar(
+        select(Conversation).where(
+            Conversation.platform == platform,
+            Conversation.chat_id == chat_id,
+            Conversation.thread_id == thread_id,
+        )
+    )
+    assert conversation is not None
+    return conversation
+
+
+async def start_new_context(session: AsyncSession, *, conversation: Conversation) -> None:
+    conversation.epoch += 1
+
+
+# --- messages ----------------------------------------------------------------------------
+
+
+async def add_message(
+    session: AsyncSession,
+    *,
+    conversation: Conversation,
+    role: str,
+    text: str,
+    kind: str = "chat",
+    user_id: int | None = None,
+    event_id: str | None = None,
+    tokens: int | None = None,
+) -> Message:
+    message = Message(
+        conversation_id=conversation.id,
+        user_id=user_id,
+        role=role,
+        text=text,
+        kind=kind,
+        epoch=conversation.epoch,
+        event_id=event_id,
+        tokens=tokens,
+        created_at=utcnow(),
+    )
+    session.add(message)
+    await session.flush()
+    return message
+
+
+async def context_messages(
+    session: AsyncSession, *, conversation: Conversation, limit: int = 200
+) -> list[Message]:
+    """The current context's chat turns, oldest first (at most the newest ``limit``)."""
+    result = await session.scalars(
+        select(Message)
+        .where(
+            Message.conversation_id == conversation.id,
+            Message.epoch == conversation.epoch,
+            Message.kind == "chat",
+        )
+        .order_by(Message.id.desc())
+        .limit(limit)
+    )
+    return list(reversed(result.all()))
+
+
+async def count_messages(session: AsyncSession, *, conversation_id: int | None = None) -> int:
+    query = select(func.count(Message.id))
+    if conversation_id is not None:
+        query = query.where(Message.conversation_id == conversation_id)
+    return int(await session.scalar(query) or 0)
