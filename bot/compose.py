@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot.settings import Settings, TextProvider
-from handlers import basic, chat
+from handlers import basic, chat, feedback
 from handlers.dispatcher import Dispatcher
 from handlers.middleware import (
     ConversationMiddleware,
@@ -87,6 +87,7 @@ def build_router() -> Router:
     router = Router()
     basic.register(router)
     chat.register(router)
+    feedback.register(router)
     return router
 
 

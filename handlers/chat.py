@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from handlers.budget import fit_turns
 from handlers.context import Context
+from handlers.feedback import feedback_buttons
 from handlers.router import Router
 from services.types import Turn
 
@@ -24,7 +25,7 @@ async def generate(ctx: Context, history: Sequence[Turn], text: str) -> None:
     )
     chunks = text_model.stream(turns, max_tokens=config.max_tokens, temperature=config.temperature)
     async with ctx.responder.typing():
-        answer = await ctx.reply_stream(chunks)
+        answer = await ctx.reply_stream(chunks, buttons=feedback_buttons(ctx.incoming.event_id))
     if not answer.strip():
         await ctx.reply_text("I have no answer to that; could you rephrase it?")
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from handlers.types import Incoming, Reply, Responder
+from handlers.types import Button, Incoming, Reply, Responder
 from services.container import Services
 from services.types import Turn
 from storage.models import Conversation, User
@@ -39,8 +39,10 @@ class Context:
     async def reply_text(self, text: str) -> None:
         await self.reply(Reply(text=text))
 
-    async def reply_stream(self, chunks: AsyncIterator[str]) -> str:
-        text = await self.responder.stream(chunks)
+    async def reply_stream(
+        self, chunks: AsyncIterator[str], *, buttons: tuple[Button, ...] = ()
+    ) -> str:
+        text = await self.responder.stream(chunks, buttons=buttons)
         if text:
             self.said.append(text)
         return text

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
 
@@ -49,7 +49,8 @@ class Reply:
     text: str | None = None
     image: bytes | None = None
     buttons: tuple[Button, ...] = ()
-    # Shown only to the asking user where the platform supports it (Slack ephemeral).
+    # Shown only to the asking user where the platform supports it: a Slack ephemeral message;
+    # the answer to a button press becomes a Telegram callback notice.
     private: bool = False
 
 
@@ -58,8 +59,8 @@ class Responder(Protocol):
 
     async def send(self, reply: Reply) -> None: ...
 
-    async def stream(self, chunks: AsyncIterator[str]) -> str:
-        """Show text as it arrives and return the complete text once finished."""
+    async def stream(self, chunks: AsyncIterator[str], *, buttons: tuple[Button, ...] = ()) -> str:
+        """Show text as it arrives, end with ``buttons`` under the final text, return the text."""
         ...
 
     def typing(self) -> AbstractAsyncContextManager[None]:
@@ -78,10 +79,3 @@ class Platform(Protocol):
     async def start(self, dispatch: Dispatch) -> None: ...
 
     async def stop(self) -> None: ...
-
-
-@dataclass(slots=True)
-class CollectedReplies:
-    """Replies a handler produced, in order, for storing the assistant turns."""
-
-    texts: list[str] = field(default_factory=list)

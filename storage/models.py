@@ -79,3 +79,18 @@ class InboxEvent(Base):
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
     )
+
+
+class Feedback(Base):
+    """A 👍 / 👎 on a generated answer, from any platform; one vote per user and answer."""
+
+    __tablename__ = "feedback"
+    __table_args__ = (UniqueConstraint("platform", "event_id", "user_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    platform: Mapped[str] = mapped_column(String(32))
+    # The event whose answer is rated: the inbox's platform event id.
+    event_id: Mapped[str] = mapped_column(String(256))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    score: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -9,7 +9,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from storage.models import Base, Conversation, InboxEvent, Message, User, utcnow
+from storage.models import Base, Conversation, Feedback, InboxEvent, Message, User, utcnow
 
 
 async def _insert_ignore(session: AsyncSession, model: type[Base], values: dict[str, Any]) -> bool:
@@ -175,3 +175,32 @@ async def count_messages(session: AsyncSession, *, conversation_id: int | None =
     if conversation_id is not None:
         query = query.where(Message.conversation_id == conversation_id)
     return int(await session.scalar(query) or 0)
+
+
+# --- feedback ----------------------------------------------------------------------------
+
+
+async def set_feedback(
+    session: AsyncSession, *, platform: str, event_id: str, user_id: int, score: int
+) -> None:
+    """Record a vote; a second vote by the same user on the same answer replaces the first."""
+    existing = await session.scalar(
+        select(Feedback).where(
+            Feedback.platform == platform,
+            Feedback.event_id == event_id,
+            Feedback.user_id == user_id,
+        )
+    )
+    if existing is None:
+        session.add(
+            Feedback(
+                platform=platform,
+                event_id=event_id,
+                user_id=user_id,
+                score=score,
+                created_at=utcnow(),
+            )
+        )
+    else:
+        existing.score = score
+    await session.flush()

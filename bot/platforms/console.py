@@ -15,7 +15,7 @@ from contextlib import AbstractAsyncContextManager, nullcontext
 from pathlib import Path
 from typing import ClassVar, TextIO
 
-from handlers.types import Dispatch, Incoming, Reply
+from handlers.types import Button, Dispatch, Incoming, Reply
 
 PROMPT = "you › "
 
@@ -51,7 +51,7 @@ class ConsoleResponder:
         if reply.buttons:
             self._write("  ".join(f"[{b.label}]" for b in reply.buttons) + "\n")
 
-    async def stream(self, chunks: AsyncIterator[str]) -> str:
+    async def stream(self, chunks: AsyncIterator[str], *, buttons: tuple[Button, ...] = ()) -> str:
         parts: list[str] = []
         try:
             async for chunk in chunks:
@@ -62,6 +62,8 @@ class ConsoleResponder:
         finally:
             if parts:
                 self._write("\n")
+        if parts and buttons:
+            self._write("  ".join(f"[{b.label}]" for b in buttons) + "\n")
         return "".join(parts).strip()
 
     def typing(self) -> AbstractAsyncContextManager[None]:
