@@ -6,6 +6,9 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+import numpy as np
+from numpy.typing import NDArray
+
 Role = Literal["system", "user", "assistant"]
 
 
@@ -39,3 +42,30 @@ class TextGenerator(Protocol):
     ) -> AsyncIterator[str]: ...
 
     def count_tokens(self, text: str) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Sentiment:
+    label: str  # "positive" or "negative" (a provider may add "neutral")
+    score: float  # the model's confidence in ``label``, 0..1
+
+
+class SentimentAnalyzer(Protocol):
+    """Labels texts; concurrent callers are micro-batched by the model host."""
+
+    async def analyze(self, texts: Sequence[str]) -> list[Sentiment]: ...
+
+
+class Embedder(Protocol):
+    """Embeds texts as L2-normalised float32 rows."""
+
+    @property
+    def dim(self) -> int: ...
+
+    async def embed(self, texts: Sequence[str]) -> NDArray[np.float32]: ...
+
+
+class ImageGenerator(Protocol):
+    async def generate(self, prompt: str, *, size: str, n: int) -> list[bytes]:
+        """PNG bytes, ``n`` images of ``size`` ("WxH")."""
+        ...
