@@ -19,7 +19,11 @@ class Settings(BaseSettings):
     """Every setting of the service. `.env.example` documents each one."""
 
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        env_ignore_empty=True,
     )
 
     data_dir: Path = Path("var")
