@@ -9,7 +9,7 @@ from collections.abc import Iterable
 
 REDACTED = "[redacted]"
 # Telegram tokens travel inside every Bot API URL; catch them even when not configured here.
-_TELEGRAM_TOKEN = re.compile(r"\b\d{6,12}:[A-Za-z0-9_-]{30,}\b")
+_TELEGRAM_TOKEN = re.compile(r"(?<![0-9])\d{6,12}:[A-Za-z0-9_-]{30,}")
 
 
 class RedactSecrets(logging.Filter):
@@ -36,8 +36,10 @@ def configure_logging(level: str, secrets: Iterable[str]) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.addFilter(RedactSecrets(secrets))
+    handler.set_name("switchboard")
     root = logging.getLogger()
-    for old in list(root.handlers):
+    # Replace only our own handler, so a second call (tests, embedding) does not stack them.
+    for old in [h for h in root.handlers if h.get_name() == "switchboard"]:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())

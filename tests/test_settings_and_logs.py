@@ -1,0 +1,71 @@
+"""Settings come from the environment; secrets never reach a log line."""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import pytest
+
+from bot.cli import main
+from bot.logs import REDACTED, RedactSecrets, configure_logging
+from bot.settings import Settings, TextProvider
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_env_example_documents_every_setting() -> None:
+    documented = set(
+        re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.M)
+    )
+    fields = {name.upper() for name in Settings.model_fields}
+    assert fields <= documented, fields - documented
+
+
+def test_environment_and_blank_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEXT_PROVIDER", "openai")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-abc")
+    monkeypatch.setenv("TEXT_CONTEXT_WINDOW", "")
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.text_provider is TextProvider.OPENAI
+    assert settings.text_context_window is None
+    assert settings.openai_api_key is not None
+    assert "sk-abc" not in repr(settings)
+    assert settings.secrets() == ["sk-abc"]
+
+
+def test_secrets_are_redacted_from_messages_arguments_and_tracebacks(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    token = "123456789:AAH-fake-telegram-token-abcdefghijklmnop"
+    record = logging.LogRecord("x", logging.ERROR, __file__, 1, "url %s key %s", None, None)
+    record.args = (f"https://api.telegram.org/bot{token}/getMe", "sk-secret-value")
+    try:
+        raise RuntimeError("failed with sk-secret-value")
+    except RuntimeError:
+        import sys
+
+        record.exc_info = sys.exc_info()
+    RedactSecrets(["sk-secret-value"]).filter(record)
+    assert token not in record.getMessage() and "sk-secret-value" not in record.getMessage()
+    assert REDACTED in record.getMessage()
+    assert record.exc_text is not None and "sk-secret-value" not in record.exc_text
+
+
+def test_configure_logging_installs_the_filter(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("INFO", ["hunter2-secret"])
+    logging.getLogger("switchboard.test").warning("token is hunter2-secret")
+    assert "hunter2-secret" not in capsys.readouterr().err
+
+
+def test_cli_help_and_bad_configuration(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    assert "chat" in capsys.readouterr().out
+    monkeypatch.setenv("TEXT_PROVIDER", "nonsense")
+    assert main(["db", "upgrade"]) == 2
+    assert "TEXT_PROVIDER" in capsys.readouterr().err.upper()
