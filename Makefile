@@ -7,6 +7,7 @@ PYTHON ?= python3
 # The CPU build of torch 2.13.0 lies on this project's machines; pinning it first stops pip
 # from pulling a multi-GB CUDA build to satisfy a dependency. Override for GPU hosts.
 TORCH_SPEC ?= torch==2.13.0
+TORCH_PIP_ARGS ?=
 VENV ?= .venv
 BIN := $(VENV)/bin
 DATA_DIR ?= var
@@ -25,7 +26,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 
 $(VENV)/.torch: | $(BIN)/python
-	$(BIN)/pip install -q "$(TORCH_SPEC)"
+	$(BIN)/pip install -q "$(TORCH_SPEC)" $(TORCH_PIP_ARGS)
 	@touch $@
 
 $(VENV)/.installed: pyproject.toml $(VENV)/.torch
@@ -43,8 +44,9 @@ install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 models: $(MODEL_STAMP)
 
+# Settings for the service itself come from the environment and .env (see .env.example).
 run: install models
-	DATA_DIR=$(DATA_DIR) $(BIN)/switchboard run
+	$(BIN)/switchboard run
 
 lint: install-dev
 	$(BIN)/ruff check .

@@ -24,9 +24,12 @@ class Settings(BaseSettings):
         extra="ignore",
         case_sensitive=False,
         env_ignore_empty=True,
+        populate_by_name=True,
     )
 
     data_dir: Path = Path("var")
+    # Converted offline models; defaults to DATA_DIR/models. Images bake it in elsewhere.
+    models_path: Path | None = Field(default=None, alias="MODELS_DIR")
     database_url: str = ""
     log_level: str = "INFO"
 
@@ -89,7 +92,7 @@ class Settings(BaseSettings):
 
     @property
     def models_dir(self) -> Path:
-        return self.data_dir / "models"
+        return self.models_path or self.data_dir / "models"
 
     def secrets(self) -> list[str]:
         """Every configured secret value, for log redaction."""

@@ -19,7 +19,7 @@ def test_env_example_documents_every_setting() -> None:
     documented = set(
         re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), re.M)
     )
-    fields = {name.upper() for name in Settings.model_fields}
+    fields = {(f.alias or name).upper() for name, f in Settings.model_fields.items()}
     assert fields <= documented, fields - documented
 
 
