@@ -31,3 +31,7 @@ def downgrade(url: str, revision: str) -> None:
 async def upgrade_async(url: str, revision: str = "head") -> None:
     """For callers inside an event loop: env.py runs its own loop, so use a thread."""
     await asyncio.to_thread(upgrade, url, revision)
+
+
+async def downgrade_async(url: str, revision: str) -> None:
+    await asyncio.to_thread(downgrade, url, revision)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -45,3 +47,30 @@ async def app(migrated: Settings, fake_text: FakeTextGenerator) -> AsyncIterator
     built = build_app(migrated, services=services)
     yield built
     await built.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh, empty database on each backend. PostgreSQL comes from TEST_DATABASE_URL
+    (.ci/run starts a throwaway cluster); in CI a missing server is a failure, not a skip."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'store.db'}"
+        return
+    admin_url = os.environ.get("TEST_DATABASE_URL")
+    if not admin_url:
+        if os.environ.get("CI"):
+            pytest.fail("TEST_DATABASE_URL is not set in CI: the PostgreSQL tests cannot run")
+        pytest.skip("no PostgreSQL server (set TEST_DATABASE_URL to run these)")
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    url = make_url(admin_url)
+    name = f"switchboard_test_{uuid.uuid4().hex[:12]}"
+    dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    admin = await asyncpg.connect(dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
