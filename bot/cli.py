@@ -64,10 +64,20 @@ def _upgrade(settings: Settings, revision: str = "head") -> None:
 async def _chat(settings: Settings) -> int:
     from bot.compose import build_app
     from bot.platforms.console import ConsolePlatform
+    from handlers.resume import resume_abandoned
 
     app = build_app(settings)
+    console = ConsolePlatform(image_dir=settings.data_dir / "images")
     try:
-        await ConsolePlatform(image_dir=settings.data_dir / "images").start(app.dispatcher.dispatch)
+        # What a killed console session was answering is answered now, before new input.
+        await resume_abandoned(
+            app.sessions,
+            app.dispatcher,
+            platform=console.name,
+            responder_for=console.responder_for,
+            idle_for=settings.inbox_resume_after,
+        )
+        await console.start(app.dispatcher.dispatch)
     finally:
         await app.close()
     return 0

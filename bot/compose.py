@@ -111,7 +111,7 @@ def build_app(settings: Settings, *, services: Services | None = None) -> App:
     router = build_router()
     dispatcher = Dispatcher(
         [
-            InboxMiddleware(sessions),
+            InboxMiddleware(sessions, heartbeat=min(10.0, settings.inbox_resume_after / 3)),
             ErrorMiddleware(),
             OrderingMiddleware(),
             ConversationMiddleware(sessions, services, router),

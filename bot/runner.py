@@ -9,10 +9,11 @@ from typing import Protocol, runtime_checkable
 
 from starlette.routing import BaseRoute
 
-from bot.compose import build_app
+from bot.compose import App, build_app
 from bot.http import HttpServer, build_http_app
 from bot.settings import Settings
-from handlers.types import Platform
+from handlers.resume import resume_abandoned
+from handlers.types import Incoming, Platform, Responder
 
 log = logging.getLogger(__name__)
 
@@ -24,10 +25,63 @@ class HasRoutes(Protocol):
     def routes(self) -> list[BaseRoute]: ...
 
 
+@runtime_checkable
+class Resumable(Protocol):
+    """A platform that can answer an event again after a restart (it can open a responder
+    for any chat from the stored Incoming)."""
+
+    name: str
+
+    def responder_for(self, incoming: Incoming) -> Responder: ...
+
+
+async def _resume_forever(app: App, platforms: list[Platform], every: float) -> None:
+    while True:
+        for platform in platforms:
+            if isinstance(platform, Resumable):
+                try:
+                    await resume_abandoned(
+                        app.sessions,
+                        app.dispatcher,
+                        platform=platform.name,
+                        responder_for=platform.responder_for,
+                        idle_for=app.settings.inbox_resume_after,
+                    )
+                except Exception:
+                    log.exception("resuming %s events failed", platform.name)
+        await asyncio.sleep(every)
+
+
 def configured_platforms(settings: Settings) -> list[Platform]:
     """Every platform whose credentials are present. Each adapter is added here."""
     platforms: list[Platform] = []
+    if settings.telegram_bot_token is not None:
+        platforms.append(_telegram(settings))
+    if settings.slack_bot_token is not None:
+        platforms.append(_slack(settings))
     return platforms
+
+
+def _slack(settings: Settings) -> Platform:
+    from bot.compose import ConfigurationError
+    from bot.platforms.slack import SlackPlatform
+
+    if settings.slack_app_token is None and settings.slack_signing_secret is None:
+        raise ConfigurationError(
+            "SLACK_BOT_TOKEN needs SLACK_SIGNING_SECRET (HTTP mode) "
+            "or SLACK_APP_TOKEN (Socket Mode)"
+        )
+    return SlackPlatform.from_settings(settings)
+
+
+def _telegram(settings: Settings) -> Platform:
+    from bot.compose import build_router
+    from bot.platforms.telegram import TelegramConfig, TelegramPlatform
+
+    # The command menu comes from the same registry as /help.
+    return TelegramPlatform(
+        TelegramConfig.from_settings(settings), commands=build_router().commands
+    )
 
 
 async def run_platforms(settings: Settings, platforms: list[Platform]) -> int:
@@ -43,13 +97,23 @@ async def run_platforms(settings: Settings, platforms: list[Platform]) -> int:
         asyncio.create_task(p.start(app.dispatcher.dispatch)) for p in platforms
     ]
     log.info("started: %s", ", ".join(p.name for p in platforms))
+    resumer = asyncio.create_task(
+        _resume_forever(app, platforms, every=max(1.0, settings.inbox_resume_after / 2))
+    )
     waiter: asyncio.Task[object] = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait([*tasks, waiter], return_when=asyncio.FIRST_COMPLETED)
+    # Graceful stop: take no new events, let those in flight finish for a bounded time; what
+    # is cut off stays pending in the inbox and is answered after the restart.
+    log.info("stopping: %d message(s) in flight", app.dispatcher.in_flight)
+    resumer.cancel()
     for platform in platforms:
         await platform.stop()
+    cancelled = await app.dispatcher.drain(grace=settings.shutdown_grace)
+    if cancelled:
+        log.warning("%d message(s) re-queued for the next start", cancelled)
     for task in tasks:
         task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.gather(*tasks, resumer, return_exceptions=True)
     waiter.cancel()
     await http.stop()
     await app.close()

@@ -66,6 +66,11 @@ class Settings(BaseSettings):
     zhipuai_api_key: SecretStr | None = None
     zhipuai_base_url: str | None = None
 
+    # Inbox: a pending event whose worker showed no sign of life for this long is resumed.
+    inbox_resume_after: float = Field(default=60.0, gt=0)
+    # Seconds SIGTERM waits for messages in flight before re-queueing them.
+    shutdown_grace: float = Field(default=20.0, ge=0)
+
     # HTTP app
     http_host: str = "127.0.0.1"
     http_port: int = 8080

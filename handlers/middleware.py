@@ -32,6 +32,8 @@ class Envelope:
     incoming: Incoming
     responder: Responder
     duplicate: bool = False
+    # Set when an abandoned inbox event is taken up again after a crash or restart.
+    resumed: bool = False
     notes: dict[str, str] = field(default_factory=dict)
 
 
@@ -43,39 +45,62 @@ class Middleware(Protocol):
 
 
 class InboxMiddleware:
-    """Stores the event before any work; an event id seen before is not answered again."""
+    """Stores the event before any work; an event id seen before is not answered again.
 
-    def __init__(self, sessions: SessionFactory) -> None:
+    While an event is worked on, its row gets a heartbeat, so another process (or this one
+    after a restart) resumes only events whose worker died. A cancelled event (shutdown) stays
+    pending and is resumed on the next start.
+    """
+
+    def __init__(self, sessions: SessionFactory, *, heartbeat: float = 10.0) -> None:
         self._sessions = sessions
+        self._heartbeat = heartbeat
 
     async def __call__(self, envelope: Envelope, call_next: Next) -> None:
         incoming = envelope.incoming
-        async with unit_of_work(self._sessions) as session:
-            fresh = await repo.record_event(
-                session,
-                platform=incoming.platform,
-                event_id=incoming.event_id,
-                payload=dataclasses.asdict(incoming),
-            )
-        if not fresh:
-            envelope.duplicate = True
-            log.info("duplicate event %s:%s ignored", incoming.platform, incoming.event_id)
-            return
-        status, error = "done", None
-        try:
-            await call_next(envelope)
-        except BaseException as exc:
-            status, error = "failed", type(exc).__name__
-            raise
-        finally:
+        if not envelope.resumed:
             async with unit_of_work(self._sessions) as session:
-                await repo.mark_event(
+                fresh = await repo.record_event(
                     session,
                     platform=incoming.platform,
                     event_id=incoming.event_id,
-                    status=status,
-                    error=error,
+                    payload=dataclasses.asdict(incoming),
                 )
+            if not fresh:
+                envelope.duplicate = True
+                log.info("duplicate event %s:%s ignored", incoming.platform, incoming.event_id)
+                return
+        beat = asyncio.create_task(self._beat(incoming))
+        try:
+            await call_next(envelope)
+        except Exception as exc:
+            await self._mark(incoming, "failed", type(exc).__name__)
+            raise
+        else:
+            await self._mark(incoming, "done", None)
+        finally:
+            beat.cancel()
+
+    async def _beat(self, incoming: Incoming) -> None:
+        while True:
+            await asyncio.sleep(self._heartbeat)
+            try:
+                async with unit_of_work(self._sessions) as session:
+                    await repo.touch_event(
+                        session, platform=incoming.platform, event_id=incoming.event_id
+                    )
+            except Exception:
+                log.warning("inbox heartbeat failed for %s", incoming.event_id, exc_info=True)
+
+    async def _mark(self, incoming: Incoming, status: str, error: str | None) -> None:
+        async with unit_of_work(self._sessions) as session:
+            await repo.mark_event(
+                session,
+                platform=incoming.platform,
+                event_id=incoming.event_id,
+                status=status,
+                error=error,
+            )
 
 
 class ErrorMiddleware:
@@ -151,8 +176,16 @@ class ConversationMiddleware:
                 chat_id=incoming.chat_id,
                 thread_id=incoming.thread_id or "",
             )
-            history = await self._history(session, conversation) if route.remember else []
-            if route.kind != "action":
+            history = (
+                await self._history(session, conversation, skip_event=incoming.event_id)
+                if route.remember
+                else []
+            )
+            # A resumed event may have stored its user turn before the crash.
+            kept = envelope.resumed and await repo.has_user_turn(
+                session, conversation_id=conversation.id, event_id=incoming.event_id
+            )
+            if route.kind != "action" and not kept:
                 await repo.add_message(
                     session,
                     conversation=conversation,
@@ -167,7 +200,9 @@ class ConversationMiddleware:
             user = await session.get_one(User, user_id)
             conversation = await session.get_one(Conversation, conversation_id)
             if route.handler is None:
-                await envelope.responder.send(Reply(text=route.answer))
+                # The router's own answers (unknown command, usage, expired button) concern only
+                # the asker: private where the platform can show them so (a Slack ephemeral).
+                await envelope.responder.send(Reply(text=route.answer, private=True))
                 said = [route.answer or ""]
             else:
                 ctx = Context(
@@ -194,6 +229,12 @@ class ConversationMiddleware:
         await call_next(envelope)
 
     @staticmethod
-    async def _history(session: AsyncSession, conversation: Conversation) -> list[Turn]:
+    async def _history(
+        session: AsyncSession, conversation: Conversation, *, skip_event: str
+    ) -> list[Turn]:
         messages = await repo.context_messages(session, conversation=conversation)
-        return [Turn("assistant" if m.role == "assistant" else "user", m.text) for m in messages]
+        return [
+            Turn("assistant" if m.role == "assistant" else "user", m.text)
+            for m in messages
+            if m.event_id != skip_event
+        ]

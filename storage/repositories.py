@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -53,14 +54,58 @@ async def mark_event(
     )
 
 
-async def pending_events(session: AsyncSession, *, limit: int = 1000) -> Sequence[InboxEvent]:
-    result = await session.scalars(
-        select(InboxEvent)
-        .where(InboxEvent.status == "pending")
-        .order_by(InboxEvent.id)
-        .limit(limit)
-    )
+async def pending_events(
+    session: AsyncSession,
+    *,
+    platform: str | None = None,
+    idle_since: datetime | None = None,
+    limit: int = 1000,
+) -> Sequence[InboxEvent]:
+    """Pending events, oldest first; with ``idle_since``, only those nobody touched since."""
+    query = select(InboxEvent).where(InboxEvent.status == "pending")
+    if platform is not None:
+        query = query.where(InboxEvent.platform == platform)
+    if idle_since is not None:
+        query = query.where(InboxEvent.updated_at < idle_since)
+    result = await session.scalars(query.order_by(InboxEvent.id).limit(limit))
     return result.all()
+
+
+async def touch_event(session: AsyncSession, *, platform: str, event_id: str) -> None:
+    """The heartbeat of an event being worked on, so no other process resumes it."""
+    await session.execute(
+        update(InboxEvent)
+        .where(InboxEvent.platform == platform, InboxEvent.event_id == event_id)
+        .values(updated_at=utcnow())
+    )
+
+
+async def claim_event(
+    session: AsyncSession, *, platform: str, event_id: str, idle_since: datetime
+) -> bool:
+    """Take over an abandoned pending event; only one process can win the claim."""
+    result = await session.execute(
+        update(InboxEvent)
+        .where(
+            InboxEvent.platform == platform,
+            InboxEvent.event_id == event_id,
+            InboxEvent.status == "pending",
+            InboxEvent.updated_at < idle_since,
+        )
+        .values(updated_at=utcnow(), attempts=InboxEvent.attempts + 1)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+async def has_user_turn(session: AsyncSession, *, conversation_id: int, event_id: str) -> bool:
+    found = await session.scalar(
+        select(Message.id).where(
+            Message.conversation_id == conversation_id,
+            Message.event_id == event_id,
+            Message.role == "user",
+        )
+    )
+    return found is not None
 
 
 # --- users and conversations -------------------------------------------------------------

@@ -87,6 +87,9 @@ class ConsolePlatform:
         self._user = user or getpass.getuser()
         self._stopping = False
 
+    def responder_for(self, incoming: Incoming) -> ConsoleResponder:
+        return ConsoleResponder(self._out, self._image_dir)
+
     @property
     def interactive(self) -> bool:
         return self._in.isatty()

@@ -64,8 +64,10 @@ class FakeOpenAIServer:
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         self.requests.append(RecordedRequest(request.path, dict(request.headers), body))
-        if self.delay:
-            await asyncio.sleep(self.delay)
+        # Sleep in steps so a test that lowers `delay` releases requests already waiting.
+        started = time.monotonic()
+        while time.monotonic() - started < self.delay:
+            await asyncio.sleep(0.05)
         if self.fail_status is not None:
             error = {"error": {"message": "injected failure", "type": "server_error"}}
             return web.json_response(error, status=self.fail_status)
