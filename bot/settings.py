@@ -44,6 +44,8 @@ class Settings(BaseSettings):
     slack_signing_secret: SecretStr | None = None
     slack_app_token: SecretStr | None = None
     slack_api_url: str | None = None
+    # Slash commands are /<prefix><service>: "" gives /gen, /image, …; "sb-" gives /sb-gen.
+    slack_command_prefix: str = Field(default="", pattern=r"^[a-z0-9_-]{0,16}$")
 
     # Models
     text_provider: TextProvider = TextProvider.LOCAL
