@@ -10,6 +10,12 @@ from handlers.types import Incoming
 
 Handler = Callable[[Context, str], Awaitable[None]]
 
+# The answer to a sticker, a voice message, a file…: ``what`` is the adapter's name for it.
+UNREADABLE = (
+    "I can't read that ({what}) yet: I understand text messages and commands, "
+    "and a caption counts as text. /help lists the commands."
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Command:
@@ -104,6 +110,9 @@ class Router:
             if handler is None:
                 return Route(None, answer="That button has expired.")
             return Route(handler, data, kind="action")
+        if incoming.attachments and not incoming.text.strip():
+            answer = UNREADABLE.format(what=incoming.attachments[0])
+            return Route(None, kind="command", answer=answer)
         parsed = split_command(incoming.text.strip())
         if parsed is None:
             if self._text is None:

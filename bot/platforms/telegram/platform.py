@@ -1,0 +1,266 @@
+"""The Telegram platform: long polling by default, a webhook on the HTTP app when configured.
+
+Updates are acknowledged at once (a webhook answers 200 before any work) and handled in tracked
+background tasks, one after another per conversation; ``stop()`` lets them finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import re
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, ClassVar
+
+from aiogram import Bot
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.exceptions import (
+    TelegramAPIError,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+    TelegramServerError,
+)
+from aiogram.types import BotCommand, Update
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from bot.platforms.telegram.api import TelegramApi
+from bot.platforms.telegram.incoming import Target, target_for, to_incoming, to_target
+from bot.platforms.telegram.limiter import Limits, OutboundLimiter
+from bot.platforms.telegram.responder import Pacing, TelegramResponder
+from bot.settings import Settings
+from handlers.router import Command
+from handlers.types import Dispatch, Incoming
+
+log = logging.getLogger(__name__)
+
+WEBHOOK_PATH = "/telegram/webhook"
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+ALLOWED_UPDATES = ["message", "callback_query"]
+_COMMAND_NAME = re.compile(r"[a-z0-9_]{1,32}")
+_MAX_BACKOFF = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class TelegramConfig:
+    token: str = field(repr=False)
+    api_url: str | None = None
+    webhook_url: str | None = None
+    webhook_secret: str | None = field(default=None, repr=False)
+    limits: Limits = field(default_factory=Limits)
+    pacing: Pacing = field(default_factory=Pacing)
+    poll_timeout: int = 25
+    # How long stop() lets replies in progress finish (SHUTDOWN_GRACE).
+    drain_timeout: float = 20.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TelegramConfig:
+        if settings.telegram_bot_token is None:
+            raise ValueError("TELEGRAM_BOT_TOKEN is not set")
+        secret = settings.telegram_webhook_secret
+        return cls(
+            token=settings.telegram_bot_token.get_secret_value(),
+            api_url=settings.telegram_api_url,
+            webhook_url=settings.telegram_webhook_url,
+            webhook_secret=secret.get_secret_value() if secret else None,
+            drain_timeout=settings.shutdown_grace,
+        )
+
+    @property
+    def secret(self) -> str:
+        """The webhook secret: the configured one, else one derived from the token, so every
+        replica agrees on it without another setting (and it never reveals the token)."""
+        if self.webhook_secret:
+            return self.webhook_secret
+        return hashlib.sha256(f"switchboard-webhook:{self.token}".encode()).hexdigest()
+
+
+class TelegramPlatform:
+    name: ClassVar[str] = "telegram"
+
+    def __init__(self, config: TelegramConfig, *, commands: Sequence[Command] = ()) -> None:
+        self._config = config
+        self._commands = list(commands)
+        self._stopping = asyncio.Event()
+        # No connection is opened before the first call.
+        self._bot = _make_bot(config)
+        self._api = TelegramApi(self._bot, OutboundLimiter(config.limits))
+        self._dispatch: Dispatch | None = None
+        # (username, id) of the bot; set once start-up is done, webhooks wait for it.
+        self._me: tuple[str, int] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._lanes: dict[tuple[str, str, str], asyncio.Task[None]] = {}
+        self._worker: asyncio.Task[None] | None = None
+
+    def routes(self) -> list[BaseRoute]:
+        if not self._config.webhook_url:
+            return []
+        return [Route(WEBHOOK_PATH, self._webhook, methods=["POST"])]
+
+    async def start(self, dispatch: Dispatch) -> None:
+        """Runs until ``stop()``: long polling, or registering the webhook and waiting."""
+        self._dispatch = dispatch
+        me = await self._bot.get_me()
+        await self._set_commands()
+        self._me = (me.username or "", me.id)
+        url = self._config.webhook_url
+        log.info("Telegram bot @%s started with %s", me.username, "a webhook" if url else "polling")
+        if url:
+            await self._bot.set_webhook(
+                url, secret_token=self._config.secret, allowed_updates=ALLOWED_UPDATES
+            )
+            await self._stopping.wait()
+        else:
+            # Telegram refuses getUpdates while a webhook is set.
+            await self._bot.delete_webhook()
+            await self._until_stopped(self._poll())
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        if self._worker is not None:
+            # Ends the long poll before its session closes under it.
+            self._worker.cancel()
+            await asyncio.wait({self._worker})
+        if self._tasks:
+            _, late = await asyncio.wait(set(self._tasks), timeout=self._config.drain_timeout)
+            # What is cut off stays pending in the inbox and is answered after the restart.
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        await self._bot.session.close()
+
+    def responder_for(self, incoming: Incoming) -> TelegramResponder:
+        """Replies into the chat and topic of ``incoming``; used for events resumed after a
+        crash (see handlers/resume.py)."""
+        return TelegramResponder(self._api, target_for(incoming), pacing=self._config.pacing)
+
+    async def wait_idle(self) -> None:
+        """Until every accepted update is handled (tests and the benchmark use it)."""
+        while self._tasks:
+            await asyncio.wait(set(self._tasks))
+
+    async def _set_commands(self) -> None:
+        menu = [
+            BotCommand(command=c.name, description=_describe(c))
+            for c in self._commands
+            if _COMMAND_NAME.fullmatch(c.name)
+        ]
+        try:
+            await self._bot.set_my_commands(menu)
+        except TelegramAPIError as exc:
+            # The menu is a convenience; the commands work without it.
+            log.warning("could not set the Telegram command menu: %s", exc.message)
+
+    async def _until_stopped(self, work: Coroutine[Any, Any, None]) -> None:
+        worker = self._worker = asyncio.create_task(work)
+        stopper = asyncio.create_task(self._stopping.wait())
+        await asyncio.wait({worker, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (worker, stopper):
+            task.cancel()
+        if worker.done() and not worker.cancelled():
+            worker.result()  # re-raises what stopped the worker
+
+    async def _poll(self) -> None:
+        offset: int | None = None
+        backoff = 1.0
+        timeout = self._config.poll_timeout
+        while True:
+            try:
+                updates = await self._bot.get_updates(
+                    offset=offset,
+                    timeout=timeout,
+                    allowed_updates=ALLOWED_UPDATES,
+                    request_timeout=timeout + 10,
+                )
+            except TelegramRetryAfter as exc:
+                await asyncio.sleep(exc.retry_after)
+                continue
+            except (TelegramNetworkError, TelegramServerError) as exc:
+                log.warning("getUpdates failed (%s); retrying in %.0fs", exc.message, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF)
+                continue
+            backoff = 1.0
+            for update in updates:
+                # The next getUpdates confirms everything below offset.
+                offset = update.update_id + 1
+                self._accept(update)
+
+    async def _webhook(self, request: Request) -> Response:
+        given = request.headers.get(SECRET_HEADER, "")
+        if not hmac.compare_digest(given.encode(), self._config.secret.encode()):
+            return PlainTextResponse("wrong secret token", status_code=401)
+        if self._me is None or self._stopping.is_set():
+            # Telegram retries later (or another replica takes it).
+            return PlainTextResponse("not ready", status_code=503)
+        try:
+            update = Update.model_validate(await request.json(), context={"bot": self._bot})
+        except ValueError:
+            return PlainTextResponse("not a Telegram update", status_code=400)
+        self._accept(update)
+        return Response(status_code=200)
+
+    def _accept(self, update: Update) -> None:
+        """Start handling ``update`` in the background; never blocks the caller."""
+        assert self._me is not None
+        incoming = to_incoming(update, *self._me)
+        target = to_target(update)
+        if target is None:
+            return
+        if incoming is None:
+            if target.callback_id:
+                self._track(self._answer_only(target))
+            return
+        # Button presses need no order; messages of one conversation are handled in order.
+        key = incoming.conversation_key
+        after = None if incoming.action else self._lanes.get(key)
+        task = self._track(self._handle(incoming, target, after=after))
+        if not incoming.action:
+            self._lanes[key] = task
+            task.add_done_callback(partial(self._leave_lane, key))
+
+    def _track(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _leave_lane(self, key: tuple[str, str, str], task: asyncio.Task[None]) -> None:
+        if self._lanes.get(key) is task:
+            del self._lanes[key]
+
+    async def _handle(
+        self, incoming: Incoming, target: Target, *, after: asyncio.Task[None] | None
+    ) -> None:
+        assert self._dispatch is not None
+        if after is not None:
+            await asyncio.wait({after})
+        responder = TelegramResponder(self._api, target, pacing=self._config.pacing)
+        try:
+            await self._dispatch(incoming, responder)
+        except Exception:
+            log.exception("Telegram update %s failed", incoming.event_id)
+        finally:
+            await responder.close()
+
+    async def _answer_only(self, target: Target) -> None:
+        await self._api.answer_callback(target)
+
+
+def _make_bot(config: TelegramConfig) -> Bot:
+    if config.api_url:
+        session = AiohttpSession(api=TelegramAPIServer.from_base(config.api_url))
+    else:
+        session = AiohttpSession()
+    return Bot(config.token, session=session)
+
+
+def _describe(command: Command) -> str:
+    text = f"{command.args} — {command.summary}" if command.args else command.summary
+    return text[:256]
