@@ -8,6 +8,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from bot import kb_cli, shop_cli
 from bot.settings import Settings
 
 log = logging.getLogger("switchboard")
@@ -52,6 +53,28 @@ def _parser() -> argparse.ArgumentParser:
     model_commands.add_parser(
         "fetch", help="fetch and convert the offline default models (idempotent)"
     )
+    model_commands.add_parser(
+        "warm",
+        help="load every configured model once (fetching hub models into the cache), "
+        "and report how long each took",
+        description="Loads the chat, sentiment, embedding and image models the settings name, "
+        "so the first user does not wait for downloads or conversions. Set WARM_MODELS=true "
+        "to load them at every start-up instead of on first use.",
+    )
+    serve = commands.add_parser(
+        "serve-models",
+        help="serve the local models over HTTP (OpenAI-compatible, plus /classify)",
+        description="Runs the model host as an HTTP server: /v1/chat/completions (SSE "
+        "streaming), /v1/embeddings, /v1/images/generations, /v1/models, /classify and "
+        "/openapi.json. Point bots at it with MODEL_HOST_URL.",
+    )
+    serve.add_argument("--host", help="interface to listen on (default MODEL_SERVER_HOST)")
+    serve.add_argument("--port", type=int, help="port (default MODEL_SERVER_PORT)")
+    serve.add_argument(
+        "--lazy", action="store_true", help="load each model on its first request, not at start"
+    )
+    kb_cli.add_parser(commands)  # knowledge base (issue 6)
+    shop_cli.add_parsers(commands)  # catalog, purchases, eval recommend (issue 7)
     return parser
 
 
@@ -69,6 +92,10 @@ async def _chat(settings: Settings) -> int:
     app = build_app(settings)
     console = ConsolePlatform(image_dir=settings.data_dir / "images")
     try:
+        if settings.warm_models:
+            from bot.model_services import warm
+
+            await warm(app.services)
         # What a killed console session was answering is answered now, before new input.
         await resume_abandoned(
             app.sessions,
@@ -114,12 +141,28 @@ def main(argv: Sequence[str] | None = None) -> int:
 
                 downgrade(settings.db_url, args.revision)
             return 0
+        if args.command == "models" and args.models_command == "warm":
+            from bot.model_services import warm_models
+
+            return asyncio.run(warm_models(settings))
         if args.command == "models":
             from services.modelhost.offline import smollm2_path
 
             print(f"text model ready: {smollm2_path(settings.models_dir)}")
             return 0
+        if args.command == "serve-models":
+            from bot.model_services import serve_models
+
+            host = args.host or settings.model_server_host
+            port = args.port or settings.model_server_port
+            return asyncio.run(serve_models(settings, host=host, port=port, warm=not args.lazy))
+        if args.command == "eval":  # issue 7; reads files only, no database
+            return asyncio.run(shop_cli.run(settings, args))
         _upgrade(settings)
+        if args.command == "kb":  # knowledge base (issue 6)
+            return asyncio.run(kb_cli.run(settings, args))
+        if args.command in ("catalog", "purchases"):  # issue 7
+            return asyncio.run(shop_cli.run(settings, args))
         if args.command == "chat":
             return asyncio.run(_chat(settings))
         return asyncio.run(_run(settings))

@@ -86,6 +86,10 @@ def _telegram(settings: Settings) -> Platform:
 
 async def run_platforms(settings: Settings, platforms: list[Platform]) -> int:
     app = build_app(settings)
+    if settings.warm_models:
+        from bot.model_services import warm
+
+        await warm(app.services)
     routes = [r for p in platforms if isinstance(p, HasRoutes) for r in p.routes()]
     http = HttpServer(build_http_app(routes), host=settings.http_host, port=settings.http_port)
     await http.start()

@@ -4,13 +4,27 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class TextProvider(StrEnum):
     LOCAL = "local"
+    OPENAI = "openai"
+    ZHIPUAI = "zhipuai"
+
+
+class ImageProvider(StrEnum):
+    LOCAL = "local"
+    OPENAI = "openai"
+    ZHIPUAI = "zhipuai"
+
+
+class SentimentProvider(StrEnum):
+    LOCAL = "local"
+    REMOTE = "remote"
     OPENAI = "openai"
     ZHIPUAI = "zhipuai"
 
@@ -48,19 +62,45 @@ class Settings(BaseSettings):
     slack_command_prefix: str = Field(default="", pattern=r"^[a-z0-9_-]{0,16}$")
 
     # Models
+    # "openai,local" is a fallback chain: the first provider answers, the next ones take over
+    # while it fails (its circuit breaker open). Split into text_provider + text_fallbacks.
     text_provider: TextProvider = TextProvider.LOCAL
+    text_fallbacks: Annotated[list[TextProvider], NoDecode] = Field(default_factory=list)
     text_model: str | None = None
     text_max_tokens: int = Field(default=256, ge=1)
     text_temperature: float = Field(default=0.3, ge=0.0, le=2.0)
     text_context_window: int | None = Field(default=None, ge=64)
     text_timeout: float = Field(default=60.0, gt=0)
     system_prompt: str = "You are Switchboard, a helpful and concise assistant."
-    image_provider: str = "local"
+    image_provider: ImageProvider = ImageProvider.LOCAL
     image_model: str | None = None
+    image_size: str | None = Field(default=None, pattern=r"^[1-9][0-9]{1,4}x[1-9][0-9]{1,4}$")
+    image_steps: int | None = Field(default=None, ge=1, le=100)
+    image_max_n: int = Field(default=4, ge=1, le=10)
+    image_max_side: int = Field(default=1024, ge=64, le=4096)
+    image_max_prompt_chars: int = Field(default=1000, ge=10, le=32_000)
+    image_timeout: float = Field(default=120.0, gt=0)
+    sentiment_provider: SentimentProvider = SentimentProvider.LOCAL
     sentiment_model: str | None = None
     embedding_model: str | None = None
     model_device: str = "auto"
     model_host_url: str | None = None
+    model_host_api_key: SecretStr | None = None
+    # Micro-batching on the model host: the most items per batch for each kind of model, how
+    # long the first request of a batch may wait for company, and how many requests may wait
+    # per model before new ones are answered "busy, try again".
+    text_max_batch: int = Field(default=8, ge=1, le=256)
+    sentiment_max_batch: int = Field(default=64, ge=1, le=4096)
+    embedding_max_batch: int = Field(default=64, ge=1, le=4096)
+    image_max_batch: int = Field(default=4, ge=1, le=64)
+    model_batch_wait_ms: float = Field(default=5.0, ge=0, le=1000)
+    # A generation batch runs for seconds and admits no late-comer, so filling it is worth a
+    # longer wait than a classifier's.
+    text_batch_wait_ms: float = Field(default=25.0, ge=0, le=1000)
+    model_queue_size: int = Field(default=128, ge=1, le=100_000)
+    warm_models: bool = False
+    model_server_host: str = "127.0.0.1"
+    model_server_port: int = Field(default=8001, ge=1, le=65535)
 
     # Hosted providers
     openai_api_key: SecretStr | None = None
@@ -68,10 +108,29 @@ class Settings(BaseSettings):
     zhipuai_api_key: SecretStr | None = None
     zhipuai_base_url: str | None = None
 
+    # Access control: comma-separated ids, bare ("12345") or with the platform
+    # ("telegram:12345", "slack:U123"). Empty allowlists mean open; admins always get in.
+    allowed_users: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    allowed_chats: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    allowed_slack_workspaces: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    admin_users: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Per user and UTC day; 0 means unlimited. Admins are exempt.
+    quota_messages_per_day: int = Field(default=0, ge=0)
+    quota_tokens_per_day: int = Field(default=0, ge=0)
+    quota_images_per_day: int = Field(default=0, ge=0)
+    rate_limit_per_minute: int = Field(default=0, ge=0)
+    max_message_chars: int = Field(default=8000, ge=0)
+
     # Inbox: a pending event whose worker showed no sign of life for this long is resumed.
     inbox_resume_after: float = Field(default=60.0, gt=0)
     # Seconds SIGTERM waits for messages in flight before re-queueing them.
     shutdown_grace: float = Field(default=20.0, ge=0)
+
+    # Knowledge base and QA (issue 6). Whether the text model can be trusted to rewrite
+    # follow-up questions and write grounded answers; unset means: hosted providers (openai,
+    # zhipuai) can, the local default (SmolLM2-135M) cannot, so its QA answers are quoted.
+    text_model_capable: bool | None = None
+    qa_top_k: int = Field(default=4, ge=1, le=20)
 
     # HTTP app
     http_host: str = "127.0.0.1"
@@ -85,11 +144,38 @@ class Settings(BaseSettings):
         "slack_app_token",
         "openai_api_key",
         "zhipuai_api_key",
+        "model_host_api_key",
         mode="before",
     )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if value == "" else value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _provider_chain(cls, data: object) -> object:
+        if not isinstance(data, dict):
+            return data
+        key = next((k for k in data if k.lower() == "text_provider"), None)
+        value = data.get(key) if key else None
+        if isinstance(value, str) and "," in value:
+            first, *rest = [part.strip() for part in value.split(",") if part.strip()]
+            data = {**data, key: first, "text_fallbacks": rest}
+        return data
+
+    @field_validator(
+        "allowed_users",
+        "allowed_chats",
+        "allowed_slack_workspaces",
+        "admin_users",
+        "text_fallbacks",
+        mode="before",
+    )
+    @classmethod
+    def _comma_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @property
     def db_url(self) -> str:
@@ -111,5 +197,6 @@ class Settings(BaseSettings):
             self.slack_app_token,
             self.openai_api_key,
             self.zhipuai_api_key,
+            self.model_host_api_key,
         ]
         return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]

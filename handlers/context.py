@@ -30,9 +30,15 @@ class Context:
     history: list[Turn] = field(default_factory=list)
     # What the bot said, stored as assistant turns once the handler returns.
     said: list[str] = field(default_factory=list)
+    is_admin: bool = False
+    # Counted into the user's daily usage (quotas) once the handler returns.
+    tokens: int = 0
+    images: int = 0
 
     async def reply(self, reply: Reply) -> None:
         await self.responder.send(reply)
+        if reply.image is not None:
+            self.images += 1
         if reply.text and not reply.private:
             self.said.append(reply.text)
 
@@ -45,4 +51,5 @@ class Context:
         text = await self.responder.stream(chunks, buttons=buttons)
         if text:
             self.said.append(text)
+            self.tokens += self.services.text.count_tokens(text)
         return text

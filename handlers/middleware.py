@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -12,15 +13,23 @@ from typing import Protocol
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from handlers.context import Context
+from handlers.metrics import EVENTS, LATENCY
 from handlers.router import Router
 from handlers.types import Incoming, Reply, Responder
 from services.container import Services
 from services.types import ProviderError, Turn
+from storage import inbox_order
 from storage import repositories as repo
+from storage import usage as usage_repo
 from storage.db import SessionFactory, unit_of_work
-from storage.models import Conversation, User
+from storage.models import Conversation, utcnow
 
 log = logging.getLogger(__name__)
+
+# Envelope note: the id of the stored user chat turn, for work done after the reply.
+USER_TURN_ID = "user_turn_id"
+# Set once the inbox row was marked done together with the answer's turns (one commit).
+INBOX_DONE = "inbox_done"
 
 SORRY = "Something went wrong on my side. Your message is saved; please try again."
 
@@ -34,6 +43,8 @@ class Envelope:
     duplicate: bool = False
     # Set when an abandoned inbox event is taken up again after a crash or restart.
     resumed: bool = False
+    # Set by AccessMiddleware for users listed in ADMIN_USERS.
+    is_admin: bool = False
     notes: dict[str, str] = field(default_factory=dict)
 
 
@@ -65,19 +76,26 @@ class InboxMiddleware:
                     platform=incoming.platform,
                     event_id=incoming.event_id,
                     payload=dataclasses.asdict(incoming),
+                    conversation_key=inbox_order.conversation_key(*incoming.conversation_key),
                 )
             if not fresh:
+                EVENTS.labels(incoming.platform, "duplicate").inc()
                 envelope.duplicate = True
                 log.info("duplicate event %s:%s ignored", incoming.platform, incoming.event_id)
                 return
         beat = asyncio.create_task(self._beat(incoming))
+        started = time.perf_counter()
         try:
             await call_next(envelope)
         except Exception as exc:
+            EVENTS.labels(incoming.platform, "failed").inc()
             await self._mark(incoming, "failed", type(exc).__name__)
             raise
         else:
-            await self._mark(incoming, "done", None)
+            EVENTS.labels(incoming.platform, "resumed" if envelope.resumed else "done").inc()
+            LATENCY.labels(incoming.platform).observe(time.perf_counter() - started)
+            if INBOX_DONE not in envelope.notes:
+                await self._mark(incoming, "done", None)
         finally:
             beat.cancel()
 
@@ -186,7 +204,7 @@ class ConversationMiddleware:
                 session, conversation_id=conversation.id, event_id=incoming.event_id
             )
             if route.kind != "action" and not kept:
-                await repo.add_message(
+                turn = await repo.add_message(
                     session,
                     conversation=conversation,
                     role="user",
@@ -195,10 +213,15 @@ class ConversationMiddleware:
                     user_id=user.id,
                     event_id=incoming.event_id,
                 )
-            user_id, conversation_id = user.id, conversation.id
+                if route.kind == "chat" and route.handler is not None:
+                    envelope.notes[USER_TURN_ID] = str(turn.id)
+            user_id = user.id
         async with unit_of_work(self._sessions) as session:
-            user = await session.get_one(User, user_id)
-            conversation = await session.get_one(Conversation, conversation_id)
+            # Attached without a query: a handler that only talks to a model takes no pooled
+            # connection until its answer is stored, so slow models cannot drain the pool.
+            user = await session.merge(user, load=False)
+            conversation = await session.merge(conversation, load=False)
+            spent = (0, 0)
             if route.handler is None:
                 # The router's own answers (unknown command, usage, expired button) concern only
                 # the asker: private where the platform can show them so (a Slack ephemeral).
@@ -214,9 +237,24 @@ class ConversationMiddleware:
                     user=user,
                     conversation=conversation,
                     history=history,
+                    is_admin=envelope.is_admin,
                 )
                 await route.handler(ctx, route.args)
                 said = ctx.said
+                spent = (ctx.tokens, ctx.images)
+            await repo.mark_event(
+                session, platform=incoming.platform, event_id=incoming.event_id, status="done"
+            )
+            envelope.notes[INBOX_DONE] = "1"
+            if route.kind != "action":
+                await usage_repo.add_usage(
+                    session,
+                    user_id=user_id,
+                    day=utcnow().date(),
+                    messages=1,
+                    tokens=spent[0],
+                    images=spent[1],
+                )
             for text in said:
                 await repo.add_message(
                     session,

@@ -36,6 +36,8 @@ class Incoming:
     action: str | None = None
     attachments: tuple[str, ...] = ()
     is_private: bool = True
+    # The Slack workspace (team id); None elsewhere. Used by the workspace allowlist.
+    workspace_id: str | None = None
 
     @property
     def conversation_key(self) -> tuple[str, str, str]:

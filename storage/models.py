@@ -5,7 +5,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy import text as sql_text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -66,11 +78,23 @@ class InboxEvent(Base):
     """Every incoming event, stored before any work: the dedupe key and the resume point."""
 
     __tablename__ = "inbox"
-    __table_args__ = (UniqueConstraint("platform", "event_id"),)
+    __table_args__ = (
+        UniqueConstraint("platform", "event_id"),
+        # Finds a conversation's earlier pending events without scanning its finished ones.
+        Index(
+            "ix_inbox_conversation_pending",
+            "conversation_key",
+            "id",
+            postgresql_where=sql_text("status = 'pending'"),
+            sqlite_where=sql_text("status = 'pending'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     platform: Mapped[str] = mapped_column(String(32))
     event_id: Mapped[str] = mapped_column(String(256))
+    # storage.inbox_order.conversation_key(): events of one conversation are handled in order.
+    conversation_key: Mapped[str | None] = mapped_column(String(512))
     status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -94,3 +118,109 @@ class Feedback(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     score: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+# --- knowledge base (issue 6) ------------------------------------------------------------
+
+
+class Document(Base):
+    """One ingested file; ``content_hash`` decides whether re-adding it changes anything."""
+
+    __tablename__ = "documents"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # The resolved absolute path: the identity of a document across `kb add` runs.
+    path: Mapped[str] = mapped_column(String(1024), unique=True)
+    title: Mapped[str] = mapped_column(String(512))
+    kind: Mapped[str] = mapped_column(String(16))  # txt, md, html, pdf or faq
+    content_hash: Mapped[str] = mapped_column(String(64))
+    chunk_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Chunk(Base):
+    """A retrievable piece of a document: a passage, or one question-and-answer row of an FAQ."""
+
+    __tablename__ = "chunks"
+    __table_args__ = (Index("ix_chunks_document_position", "document_id", "position"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    document_id: Mapped[int] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))  # "passage" or "faq"
+    # The heading path of a passage ("Refunds › Timing"); the question of an FAQ row.
+    section: Mapped[str] = mapped_column(Text)
+    # The passage itself; the answer of an FAQ row.
+    text: Mapped[str] = mapped_column(Text)
+    # float32 row of the embedder, L2-normalised; its length / 4 is the dimension.
+    embedding: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class KnowledgeBaseState(Base):
+    """A single row whose version goes up on every change, so each process can tell cheaply
+    (one primary-key read per question) that its in-memory index is stale."""
+
+    __tablename__ = "kb_state"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, default=0)
+
+
+# --- products and purchases (issue 7) ---------------------------------------------------
+
+
+class Product(Base):
+    """A catalog entry; ``embedding`` is the product text's L2-normalised float32 vector."""
+
+    __tablename__ = "products"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # The shop's own id (SKU, ASIN, ...): what import files and /buy refer to.
+    external_id: Mapped[str] = mapped_column(String(128), unique=True)
+    title: Mapped[str] = mapped_column(String(512))
+    description: Mapped[str] = mapped_column(Text, default="")
+    category: Mapped[str] = mapped_column(String(256), default="", index=True)
+    price: Mapped[float | None] = mapped_column(Float)
+    url: Mapped[str | None] = mapped_column(String(1024))
+    # Raw little-endian float32 bytes (numpy ``tobytes``); NULL until the text is embedded.
+    embedding: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Indexed: its maximum tells the recommender's in-memory index that a re-import changed it.
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow, index=True
+    )
+
+
+class Purchase(Base):
+    """One product bought by one user, from chat (/buy) or an import."""
+
+    __tablename__ = "purchases"
+    # Re-importing the same file must not double the history, hence the unique triple.
+    __table_args__ = (
+        UniqueConstraint("user_id", "product_id", "purchased_at"),
+        Index("ix_purchases_user_time", "user_id", "purchased_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    product_id: Mapped[int] = mapped_column(
+        ForeignKey("products.id", ondelete="CASCADE"), index=True
+    )
+    purchased_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # "chat" for /buy, "import" for `switchboard purchases import`.
+    source: Mapped[str] = mapped_column(String(32), default="chat")
+
+
+class Usage(Base):
+    """What a user consumed on one UTC day, for quotas and /stats."""
+
+    __tablename__ = "usage"
+    __table_args__ = (UniqueConstraint("user_id", "day"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    day: Mapped[str] = mapped_column(String(10))  # ISO date, UTC
+    messages: Mapped[int] = mapped_column(Integer, default=0)
+    tokens: Mapped[int] = mapped_column(Integer, default=0)
+    images: Mapped[int] = mapped_column(Integer, default=0)

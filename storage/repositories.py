@@ -10,6 +10,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from storage import inbox_order
 from storage.models import Base, Conversation, Feedback, InboxEvent, Message, User, utcnow
 
 
@@ -25,9 +26,19 @@ async def _insert_ignore(session: AsyncSession, model: type[Base], values: dict[
 
 
 async def record_event(
-    session: AsyncSession, *, platform: str, event_id: str, payload: dict[str, Any]
+    session: AsyncSession,
+    *,
+    platform: str,
+    event_id: str,
+    payload: dict[str, Any],
+    conversation_key: str | None = None,
 ) -> bool:
-    """Store an incoming event; False when this event id was seen before."""
+    """Store an incoming event; False when this event id was seen before.
+
+    With ``conversation_key`` the event joins its conversation's queue (storage/inbox_order.py).
+    """
+    if conversation_key is not None:
+        await inbox_order.lock_conversation(session, key=conversation_key)
     now = utcnow()
     return await _insert_ignore(
         session,
@@ -35,6 +46,7 @@ async def record_event(
         {
             "platform": platform,
             "event_id": event_id,
+            "conversation_key": conversation_key,
             "payload": payload,
             "status": "pending",
             "attempts": 1,
@@ -119,20 +131,22 @@ async def get_or_create_user(
     display_name: str | None = None,
     language: str | None = None,
 ) -> User:
-    await _insert_ignore(
-        session,
-        User,
-        {
-            "platform": platform,
-            "external_id": external_id,
-            "display_name": display_name,
-            "language": language,
-            "created_at": utcnow(),
-        },
-    )
-    user = await session.scalar(
-        select(User).where(User.platform == platform, User.external_id == external_id)
-    )
+    # Read first: the user almost always exists, and a plain SELECT takes no write lock.
+    query = select(User).where(User.platform == platform, User.external_id == external_id)
+    user = await session.scalar(query)
+    if user is None:
+        await _insert_ignore(
+            session,
+            User,
+            {
+                "platform": platform,
+                "external_id": external_id,
+                "display_name": display_name,
+                "language": language,
+                "created_at": utcnow(),
+            },
+        )
+        user = await session.scalar(query)
     assert user is not None
     if display_name and user.display_name != display_name:
         user.display_name = display_name
@@ -142,24 +156,25 @@ async def get_or_create_user(
 async def get_or_create_conversation(
     session: AsyncSession, *, platform: str, chat_id: str, thread_id: str = ""
 ) -> Conversation:
-    await _insert_ignore(
-        session,
-        Conversation,
-        {
-            "platform": platform,
-            "chat_id": chat_id,
-            "thread_id": thread_id,
-            "epoch": 0,
-            "created_at": utcnow(),
-        },
+    query = select(Conversation).where(
+        Conversation.platform == platform,
+        Conversation.chat_id == chat_id,
+        Conversation.thread_id == thread_id,
     )
-    conversation = await session.scalar(
-        select(Conversation).where(
-            Conversation.platform == platform,
-            Conversation.chat_id == chat_id,
-            Conversation.thread_id == thread_id,
+    conversation = await session.scalar(query)
+    if conversation is None:
+        await _insert_ignore(
+            session,
+            Conversation,
+            {
+                "platform": platform,
+                "chat_id": chat_id,
+                "thread_id": thread_id,
+                "epoch": 0,
+                "created_at": utcnow(),
+            },
         )
-    )
+        conversation = await session.scalar(query)
     assert conversation is not None
     return conversation
 
@@ -213,6 +228,10 @@ async def context_messages(
         .limit(limit)
     )
     return list(reversed(result.all()))
+
+
+async def set_sentiment(session: AsyncSession, *, message_id: int, label: str) -> None:
+    await session.execute(update(Message).where(Message.id == message_id).values(sentiment=label))
 
 
 async def count_messages(session: AsyncSession, *, conversation_id: int | None = None) -> int:

@@ -58,13 +58,11 @@ async def test_sigkill_mid_generation_is_answered_once_after_restart(
     assert first.stdin is not None
     first.stdin.write(b"Please answer this one.\n")
     await first.stdin.drain()
-    async with asyncio.timeout(60):
-        while not server.requests:  # the model call is in flight
-            await asyncio.sleep(0.05)
+    await asyncio.wait_for(server.received.wait(), 60)  # the model call is in flight
     first.send_signal(signal.SIGKILL)
     await first.wait()
 
-    server.delay = 0
+    server.release()
     await asyncio.sleep(1.2)  # past INBOX_RESUME_AFTER: the dead worker's heartbeat is stale
     second = await _start(data_dir, server.openai_base_url)
     out, err = await asyncio.wait_for(second.communicate(b""), timeout=120)

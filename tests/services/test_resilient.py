@@ -86,3 +86,17 @@ async def test_no_fallback_once_an_answer_has_started() -> None:
     with pytest.raises(ProviderError):
         await collect(chain)
     assert backup.calls == []
+
+
+def test_text_provider_list_builds_a_fallback_chain(tmp_path: object) -> None:
+    from bot.compose import build_text_generator
+    from bot.settings import Settings
+
+    settings = Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        text_provider="openai,local",  # type: ignore[arg-type]
+        openai_api_key="sk-x",  # type: ignore[arg-type]
+    )
+    generator = build_text_generator(settings)
+    assert isinstance(generator, FallbackTextGenerator)
+    assert generator.name == "openai:gpt-4o-mini,local:smollm2-135m-instruct"

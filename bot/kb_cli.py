@@ -1,0 +1,80 @@
+"""`switchboard kb add|list|remove`: manage the knowledge base that /ask answers from."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from bot.settings import Settings
+from services.kb.loaders import FORMATS
+
+FORMAT_LIST = ", ".join(sorted(FORMATS))
+
+
+def add_parser(commands: Any) -> None:
+    """Add the `kb` command to the CLI's subparsers."""
+    kb = commands.add_parser(
+        "kb",
+        help="knowledge base: add, list and remove the documents /ask answers from",
+        description="Documents are chunked on headings and paragraphs, embedded, and stored in "
+        "the database; running bots see changes at their next question.",
+    )
+    actions = kb.add_subparsers(dest="kb_command", metavar="ACTION", required=True)
+    add = actions.add_parser(
+        "add",
+        help=f"ingest files and folders ({FORMAT_LIST}); unchanged files are skipped",
+        description=f"Ingests files and, recursively, the supported files ({FORMAT_LIST}) of "
+        "folders. An FAQ .csv needs `question` and `answer` columns; each row is one entry. "
+        "Re-adding an unchanged file does nothing; a changed file replaces its old chunks.",
+    )
+    add.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="files or folders")
+    add.add_argument("--no-progress", action="store_true", help="no progress bar")
+    actions.add_parser("list", help="list the documents with their chunk counts")
+    remove = actions.add_parser("remove", help="remove documents (a folder removes all under it)")
+    remove.add_argument(
+        "paths", nargs="+", type=Path, metavar="PATH", help="files, or folders (all under them)"
+    )
+
+
+async def run(settings: Settings, args: argparse.Namespace) -> int:
+    # Imported here so that `switchboard --help` stays quick.
+    from bot.model_services import build_embedder
+    from services.kb.ingest import ingest_paths
+    from services.kb.knowledge import KnowledgeBase
+    from storage.db import create_engine, session_factory, unit_of_work
+
+    engine = create_engine(settings.db_url)
+    sessions = session_factory(engine)
+    kb = KnowledgeBase(build_embedder(settings))
+    try:
+        if args.kb_command == "add":
+            progress = False if args.no_progress else None
+            results = await ingest_paths(kb, sessions, args.paths, progress=progress)
+            for r in results:
+                detail = r.error if r.status == "failed" else f"{r.chunks} chunks  {r.title}"
+                print(f"{r.status:<9} {r.path}  {detail}")
+            failed = sum(r.status == "failed" for r in results)
+            counts = {s: sum(r.status == s for r in results) for s in ("added", "updated")}
+            unchanged = len(results) - failed - sum(counts.values())
+            print(
+                f"{counts['added']} added, {counts['updated']} updated, "
+                f"{unchanged} unchanged, {failed} failed"
+            )
+            return 1 if failed and failed == len(results) else 0
+        async with unit_of_work(sessions) as session:
+            if args.kb_command == "list":
+                documents = await kb.documents(session)
+                for d in documents:
+                    print(f"{d.kind:<5} {d.chunk_count:>6} chunks  {d.title}  ({d.path})")
+                print(f"{len(documents)} documents, {sum(d.chunk_count for d in documents)} chunks")
+                return 0
+            removed = await kb.remove(session, args.paths)
+            for path in removed:
+                print(f"removed {path}")
+            if not removed:
+                print("nothing removed: no document at or under those paths (see `kb list`)")
+                return 1
+            return 0
+    finally:
+        await engine.dispose()

@@ -1,0 +1,120 @@
+"""/ask and free-form questions: answers from the knowledge base, with sources, or "I don't know".
+
+The conversation's stored turns make a follow-up standalone before the search, and /ask joins
+the conversation's context (``remember=True``) so the next follow-up can lean on it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from handlers.budget import PER_TURN_OVERHEAD
+from handlers.context import Context
+from handlers.feedback import feedback_buttons
+from handlers.router import Router
+from handlers.types import Button, Reply
+from services.qa.answer import DONT_KNOW, Generate, Quote, Unknown, plan_answer
+from services.qa.standalone import standalone_question
+from storage import repositories as repo
+
+log = logging.getLogger(__name__)
+
+HANDOFF = "handoff"
+NO_KB = (
+    "The knowledge base is not set up here (it needs the embeddings service). "
+    "Ask me anything else, or try again later."
+)
+EMPTY_KB = "The knowledge base is empty: an administrator adds documents with `switchboard kb add`."
+HANDED_OFF = "Done: I've passed your question to a person. They will answer in this chat."
+
+
+async def _with_footer(chunks: AsyncIterator[str], footer: str) -> AsyncIterator[str]:
+    async for chunk in chunks:
+        yield chunk
+    yield f"\n\n{footer}"
+
+
+async def answer_question(ctx: Context, question: str) -> None:
+    """Answer ``question`` from the knowledge base, in the conversation's context."""
+    kb, config = ctx.services.kb, ctx.services.qa
+    if kb is None:
+        await ctx.reply_text(NO_KB)
+        return
+    text_model = ctx.services.text
+    async with ctx.responder.typing():
+        query = await standalone_question(
+            question, ctx.history, text=text_model if config.capable_model else None
+        )
+        hits = await kb.search(
+            ctx.session,
+            query.text,
+            context=query.context,
+            context_weight=query.context_weight,
+            k=config.top_k,
+        )
+        if not hits and await kb.size(ctx.session) == 0:
+            await ctx.reply_text(EMPTY_KB)
+            return
+        generation = ctx.services.generation
+        plan = await plan_answer(
+            query,
+            hits,
+            config=config,
+            kb=kb,
+            system_prompt=generation.system_prompt,
+            # Only a generated answer needs the window (reading it may load a tokenizer).
+            budget=(
+                text_model.context_window - generation.max_tokens - 4 * PER_TURN_OVERHEAD
+                if config.capable_model
+                else 0
+            ),
+            count=text_model.count_tokens,
+        )
+    log.debug(
+        "qa: %r -> %r, best %.3f, %s",
+        question,
+        query,
+        hits[0].confidence if hits else float("nan"),
+        type(plan).__name__,
+    )
+    buttons = feedback_buttons(ctx.incoming.event_id)
+    if isinstance(plan, Unknown):
+        handoff = Button("🙋 Ask a person", f"{HANDOFF}:{ctx.incoming.event_id[:56]}")
+        await ctx.reply(Reply(text=DONT_KNOW, buttons=(handoff,)))
+    elif isinstance(plan, Quote):
+        await ctx.reply(Reply(text=plan.text, buttons=buttons))
+    elif isinstance(plan, Generate):
+        chunks = text_model.stream(
+            plan.turns, max_tokens=generation.max_tokens, temperature=generation.temperature
+        )
+        async with ctx.responder.typing():
+            await ctx.reply_stream(_with_footer(chunks, plan.footer), buttons=buttons)
+
+
+def register(router: Router) -> None:
+    @router.command(
+        "ask",
+        args="<question>",
+        args_required=True,
+        remember=True,
+        summary="answer from the knowledge base, with sources (follow-ups work too)",
+    )
+    async def ask(ctx: Context, args: str) -> None:
+        await answer_question(ctx, args)
+
+    @router.action(HANDOFF)
+    async def handoff(ctx: Context, data: str) -> None:
+        # Kept as a "handoff" turn of the conversation, so the person picking it up sees
+        # the question in its context; it never joins the model's context.
+        await repo.add_message(
+            ctx.session,
+            conversation=ctx.conversation,
+            role="user",
+            text=f"handoff requested for event {data}",
+            kind=HANDOFF,
+            user_id=ctx.user.id,
+            event_id=ctx.incoming.event_id,
+        )
+        log.warning("handoff requested: conversation %s, event %s", ctx.conversation.id, data)
+        await ctx.reply(Reply(text=HANDED_OFF, private=True))

@@ -1,0 +1,259 @@
+"""The knowledge base: documents in SQL, chunk vectors in an in-memory index.
+
+SQL is the truth (documents, chunks and their embeddings); each process keeps a
+:class:`Retriever` built from it and rebuilds it when the `kb_state` version it read last
+changes, which costs one primary-key read per question. So `switchboard kb add` in one process
+is seen by the bots running in others at their next question.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from numpy.typing import NDArray
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.kb.chunking import ChunkDraft, chunk_document
+from services.kb.loaders import UnsupportedDocument, load
+from services.kb.retrieval import (
+    FAQ_THRESHOLD,
+    PASSAGE_THRESHOLD,
+    RetrievalConfig,
+    Retriever,
+)
+from services.types import Embedder
+from storage import knowledge as repo
+from storage.models import Document
+
+log = logging.getLogger(__name__)
+
+# Part of every content hash: a new chunker re-chunks files that did not change.
+CHUNKER_VERSION = b"chunker-1\n"
+EMBED_BATCH = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """A retrieved chunk, as an answer cites it."""
+
+    title: str
+    section: str  # heading path of a passage; the question of an FAQ row
+    text: str  # the passage; the answer of an FAQ row
+    kind: str  # "passage" or "faq"
+    path: str
+
+    @property
+    def citation(self) -> str:
+        section = self.section if self.kind == "passage" else f"Q: {self.section}"
+        return f"{self.title} — {section}" if section else self.title
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """One search result: a source, how close it is, and whether that is close enough."""
+
+    source: Source
+    similarity: float
+    confidence: float
+    confident: bool  # above the calibrated threshold for its kind of chunk
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    """What `kb add` did with one file."""
+
+    path: str
+    status: Literal["added", "updated", "unchanged", "failed"]
+    chunks: int = 0
+    title: str = ""
+    error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class _Index:
+    version: int
+    retriever: Retriever
+    sources: list[Source]
+    dim: int
+
+
+def content_hash(data: bytes) -> str:
+    return hashlib.sha256(CHUNKER_VERSION + data).hexdigest()
+
+
+def _groups(chunks: Sequence[repo.StoredChunk]) -> list[int]:
+    """FAQ rows with the same answer form one group; every passage is a group of its own."""
+    answers: dict[str, int] = {}
+    groups = []
+    for row, chunk in enumerate(chunks):
+        if chunk.kind == "faq":
+            key = " ".join(chunk.text.lower().split())
+            groups.append(answers.setdefault(key, -1 - len(answers)))
+        else:
+            groups.append(row)
+    return groups
+
+
+class KnowledgeBase:
+    """Ingests documents and answers searches; one instance per process, shared by handlers."""
+
+    def __init__(
+        self,
+        embedder: Embedder,
+        *,
+        config: RetrievalConfig | None = None,
+        faq_threshold: float = FAQ_THRESHOLD,
+        passage_threshold: float = PASSAGE_THRESHOLD,
+    ) -> None:
+        self.embedder = embedder
+        self.config = config or RetrievalConfig()
+        self.thresholds = {"faq": faq_threshold, "passage": passage_threshold}
+        self._index: _Index | None = None
+        self._lock = asyncio.Lock()
+
+    # --- ingestion -----------------------------------------------------------------------
+
+    async def add(self, session: AsyncSession, path: Path) -> IngestResult:
+        """Ingest one file: nothing happens when it is unchanged; a changed one is replaced."""
+        key = str(await asyncio.to_thread(path.resolve))
+        try:
+            data = await asyncio.to_thread(path.read_bytes)
+        except OSError as exc:
+            return IngestResult(key, "failed", error=exc.strerror or str(exc))
+        digest = content_hash(data)
+        existing = await repo.get_document(session, path=key)
+        if existing is not None and existing.content_hash == digest:
+            return IngestResult(key, "unchanged", existing.chunk_count, existing.title)
+        try:
+            # Parsing a large PDF is CPU work; keep the event loop free.
+            document = await asyncio.to_thread(load, path, data)
+        except UnsupportedDocument as exc:
+            return IngestResult(key, "failed", error=str(exc))
+        drafts = chunk_document(document)
+        if not drafts:
+            return IngestResult(key, "failed", error="no text found")
+        chunks = await self._embed(drafts)
+        await repo.replace_document(
+            session,
+            path=key,
+            title=document.title,
+            kind=document.kind,
+            content_hash=digest,
+            chunks=chunks,
+        )
+        status: Literal["added", "updated"] = "added" if existing is None else "updated"
+        return IngestResult(key, status, len(chunks), document.title)
+
+    async def _embed(self, drafts: Sequence[ChunkDraft]) -> list[repo.NewChunk]:
+        vectors = [
+            await self.embedder.embed([d.embed_text for d in drafts[start : start + EMBED_BATCH]])
+            for start in range(0, len(drafts), EMBED_BATCH)
+        ]
+        matrix = np.concatenate(vectors).astype(np.float32, copy=False)
+        return [
+            repo.NewChunk(d.kind, d.section, d.text, matrix[i].tobytes())
+            for i, d in enumerate(drafts)
+        ]
+
+    async def remove(self, session: AsyncSession, paths: Sequence[Path]) -> list[str]:
+        return await repo.remove_documents(session, paths=[str(p.resolve()) for p in paths])
+
+    async def documents(self, session: AsyncSession) -> Sequence[Document]:
+        return await repo.list_documents(session)
+
+    # --- search --------------------------------------------------------------------------
+
+    async def size(self, session: AsyncSession) -> int:
+        """How many chunks are searchable (after bringing the index up to date)."""
+        index = await self._current(session)
+        return len(index.sources)
+
+    async def search(
+        self,
+        session: AsyncSession,
+        query: str,
+        *,
+        context: str = "",
+        context_weight: float = 1.0,
+        k: int = 4,
+    ) -> list[Hit]:
+        """The best ``k`` matches for ``query``, best first; an empty KB gives [].
+        ``context`` (the exchange a follow-up leans on) joins the query, scaled by
+        ``context_weight``."""
+        index = await self._current(session)
+        if not index.sources or not query.strip():
+            return []
+        vector = await self.query_vector(query, context=context, weight=context_weight)
+        if vector.shape[0] != index.dim:
+            log.error(
+                "the KB was embedded with %d dimensions, the embedder gives %d: re-add it",
+                index.dim,
+                vector.shape[0],
+            )
+            return []
+        text = f"{context} {query}" if context else query
+        groups = index.retriever.search(vector, [text], k=k)[0]
+        hits = []
+        for group in groups:
+            source = index.sources[group.row]
+            threshold = self.thresholds.get(source.kind, PASSAGE_THRESHOLD)
+            hits.append(
+                Hit(source, group.similarity, group.confidence, group.confidence >= threshold)
+            )
+        return hits
+
+    async def query_vector(
+        self, query: str, *, context: str = "", weight: float = 1.0
+    ) -> NDArray[np.float32]:
+        """The query's unit vector; a context's embedding is added, scaled by ``weight``."""
+        vectors = await self.embedder.embed([query, context] if context else [query])
+        vector = vectors[0] + weight * vectors[1:].sum(axis=0)
+        normalised: NDArray[np.float32] = (vector / (np.linalg.norm(vector) or 1.0)).astype(
+            np.float32
+        )
+        return normalised
+
+    async def _current(self, session: AsyncSession) -> _Index:
+        version = await repo.kb_version(session)
+        index = self._index
+        if index is not None and index.version == version:
+            return index
+        async with self._lock:
+            if self._index is None or self._index.version != version:
+                chunks = await repo.all_chunks(session)
+                self._index = await asyncio.to_thread(self._build, version, chunks)
+                log.info(
+                    "knowledge-base index rebuilt: %d chunks (version %d)",
+                    len(self._index.sources),
+                    version,
+                )
+            return self._index
+
+    def _build(self, version: int, chunks: list[repo.StoredChunk]) -> _Index:
+        sizes = Counter(len(c.embedding) for c in chunks)
+        width = sizes.most_common(1)[0][0] if sizes else 0
+        if len(sizes) > 1:
+            log.warning(
+                "%d chunks were embedded by another model and are skipped: re-add them",
+                len(chunks) - sizes[width],
+            )
+        chunks = [c for c in chunks if len(c.embedding) == width]
+        dim = width // 4
+        vectors = (
+            np.frombuffer(b"".join(c.embedding for c in chunks), dtype=np.float32).reshape(-1, dim)
+            if chunks
+            else np.zeros((0, 0), dtype=np.float32)
+        )
+        sources = [Source(c.title, c.section, c.text, c.kind, c.path) for c in chunks]
+        # BM25 sees the question and answer of an FAQ row, and a passage with its headings.
+        texts = [f"{c.section}\n{c.text}" for c in chunks]
+        retriever = Retriever(vectors, texts, _groups(chunks), config=self.config)
+        return _Index(version, retriever, sources, dim)

@@ -1,0 +1,238 @@
+"""Read a support document into titled sections (or FAQ rows), whatever its format.
+
+Supported: plain text, Markdown, HTML (stdlib parser), PDF (pypdf, one section per page) and
+FAQ CSV files with ``question`` and ``answer`` columns.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+
+FORMATS = {
+    ".txt": "txt",
+    ".text": "txt",
+    ".md": "md",
+    ".markdown": "md",
+    ".html": "html",
+    ".htm": "html",
+    ".pdf": "pdf",
+    ".csv": "faq",
+}
+SECTION_SEPARATOR = " › "
+
+
+class UnsupportedDocument(ValueError):
+    """The file cannot be read as a knowledge-base document; the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Section:
+    """A run of text under one heading path."""
+
+    heading: str  # the heading path, "" before the first heading
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class FaqEntry:
+    """One row of an FAQ CSV."""
+
+    question: str
+    answer: str
+
+
+@dataclass(frozen=True, slots=True)
+class SourceDocument:
+    """A parsed file: its title and format, and its sections or FAQ rows."""
+
+    title: str
+    kind: str
+    sections: tuple[Section, ...] = ()
+    faq: tuple[FaqEntry, ...] = ()
+
+
+def is_supported(path: Path) -> bool:
+    return path.suffix.lower() in FORMATS
+
+
+def load(path: Path, data: bytes) -> SourceDocument:
+    """Parse ``data``, the bytes of ``path``; the suffix picks the format."""
+    kind = FORMATS.get(path.suffix.lower())
+    if kind is None:
+        raise UnsupportedDocument(f"{path.name}: unsupported format (use {', '.join(FORMATS)})")
+    fallback_title = path.stem.replace("_", " ").replace("-", " ").strip() or path.name
+    if kind == "pdf":
+        return _load_pdf(data, fallback_title)
+    text = data.decode("utf-8-sig", errors="replace")
+    if kind == "faq":
+        return SourceDocument(fallback_title, kind, faq=_load_faq(text, path.name))
+    if kind == "html":
+        title, sections = _load_html(text)
+    elif kind == "md":
+        title, sections = _load_markdown(text)
+    else:
+        title, sections = "", [Section("", text)]
+    kept = tuple(s for s in sections if s.text.strip())
+    return SourceDocument(title or fallback_title, kind, sections=kept)
+
+
+# --- Markdown ------------------------------------------------------------------------------
+
+_ATX = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
+_SETEXT = re.compile(r"^(=+|-+)\s*$")
+
+
+def _load_markdown(text: str) -> tuple[str, list[Section]]:
+    title = ""
+    stack: list[tuple[int, str]] = []
+    sections: list[Section] = []
+    lines: list[str] = []
+
+    def flush() -> None:
+        sections.append(Section(SECTION_SEPARATOR.join(h for _, h in stack), "\n".join(lines)))
+        lines.clear()
+
+    def heading(level: int, name: str) -> None:
+        nonlocal title
+        flush()
+        if level == 1 and not title:
+            title = name  # the document's title is not repeated in every section path
+            return
+        while stack and stack[-1][0] >= level:
+            stack.pop()
+        stack.append((level, name))
+
+    in_code = False
+    for line in text.splitlines():
+        if line.lstrip().startswith("```"):
+            in_code = not in_code
+        match = None if in_code else _ATX.match(line)
+        setext = None if in_code else _SETEXT.match(line)
+        if match:
+            heading(len(match.group(1)), match.group(2))
+        elif setext and lines and lines[-1].strip():
+            name = lines.pop().strip()
+            heading(1 if setext.group(1)[0] == "=" else 2, name)
+        else:
+            lines.append(line)
+    flush()
+    return title, sections
+
+
+# --- HTML ----------------------------------------------------------------------------------
+
+_BLOCKS = {"p", "div", "li", "br", "tr", "section", "article", "blockquote", "pre", "table", "ul"}
+_SKIPPED = {"script", "style", "noscript", "template", "nav", "footer", "head"}
+
+
+class _HtmlSections(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.title = ""
+        self.sections: list[Section] = []
+        self._stack: list[tuple[int, str]] = []
+        self._text: list[str] = []
+        self._heading: list[str] | None = None
+        self._heading_level = 0
+        self._skip = 0
+        self._in_title = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "title":
+            self._in_title = True
+        elif tag in _SKIPPED:
+            self._skip += 1
+        elif re.fullmatch(r"h[1-6]", tag):
+            self._flush()
+            self._heading, self._heading_level = [], int(tag[1])
+        elif tag in _BLOCKS:
+            self._text.append("\n\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "title":
+            self._in_title = False
+        elif tag in _SKIPPED:
+            self._skip = max(0, self._skip - 1)
+        elif re.fullmatch(r"h[1-6]", tag) and self._heading is not None:
+            name = " ".join("".join(self._heading).split())
+            level, self._heading = self._heading_level, None
+            if level == 1 and not self.title:
+                self.title = name
+                return
+            while self._stack and self._stack[-1][0] >= level:
+                self._stack.pop()
+            self._stack.append((level, name))
+        elif tag in _BLOCKS:
+            self._text.append("\n\n")
+
+    def handle_data(self, data: str) -> None:
+        if self._in_title:
+            self.title = self.title or data.strip()
+        elif self._skip:
+            return
+        elif self._heading is not None:
+            self._heading.append(data)
+        else:
+            self._text.append(data)
+
+    def _flush(self) -> None:
+        text = "".join(self._text)
+        paragraphs = (" ".join(p.split()) for p in re.split(r"\n\s*\n", text))
+        self.sections.append(
+            Section(
+                SECTION_SEPARATOR.join(h for _, h in self._stack),
+                "\n\n".join(p for p in paragraphs if p),
+            )
+        )
+        self._text = []
+
+    def finish(self) -> tuple[str, list[Section]]:
+        self.close()
+        self._flush()
+        return self.title, self.sections
+
+
+def _load_html(text: str) -> tuple[str, list[Section]]:
+    parser = _HtmlSections()
+    parser.feed(text)
+    return parser.finish()
+
+
+# --- PDF and FAQ CSV -----------------------------------------------------------------------
+
+
+def _load_pdf(data: bytes, fallback_title: str) -> SourceDocument:
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        pages = [page.extract_text() or "" for page in reader.pages]
+        metadata = reader.metadata
+        title = str(metadata.get("/Title") or "").strip() if metadata is not None else ""
+    except (PdfReadError, ValueError, KeyError) as exc:
+        raise UnsupportedDocument(f"unreadable PDF: {exc}") from exc
+    sections = tuple(
+        Section(f"page {number}", text) for number, text in enumerate(pages, 1) if text.strip()
+    )
+    return SourceDocument(title or fallback_title, "pdf", sections=sections)
+
+
+def _load_faq(text: str, name: str) -> tuple[FaqEntry, ...]:
+    reader = csv.DictReader(io.StringIO(text))
+    columns = {c.strip().lower(): c for c in reader.fieldnames or [] if c}
+    if "question" not in columns or "answer" not in columns:
+        raise UnsupportedDocument(f"{name}: an FAQ CSV needs `question` and `answer` columns")
+    entries = (
+        FaqEntry(
+            " ".join((row.get(columns["question"]) or "").split()),
+            (row.get(columns["answer"]) or "").strip(),
+        )
+        for row in reader
+    )
+    return tuple(e for e in entries if e.question and e.answer)

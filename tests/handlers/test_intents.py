@@ -1,0 +1,139 @@
+"""Intent routing of free-form text, on a labelled set written for it, and delegation by name."""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from bot.compose import App, build_app
+from bot.settings import Settings
+from handlers import basic, chat, intents, qa
+from handlers.context import Context
+from handlers.intents import IntentClassifier
+from handlers.router import Router
+from handlers.types import Incoming
+from services.container import GenerationConfig, Services
+from services.providers.local_embeddings import LocalEmbedder
+from tests.fakes.responder import CollectingResponder
+from tests.fakes.text import FakeTextGenerator
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "data" / "routing_examples.csv"
+
+
+@pytest.fixture(scope="module")
+def minilm() -> LocalEmbedder:
+    torch.set_num_threads(1)
+    return LocalEmbedder(device="cpu", max_wait_ms=1)
+
+
+def examples() -> list[tuple[str, str]]:
+    with EXAMPLES.open(newline="", encoding="utf-8") as handle:
+        return [(row["text"], row["intent"]) for row in csv.DictReader(handle)]
+
+
+async def test_labelled_examples_are_routed_accurately(minilm: LocalEmbedder) -> None:
+    labelled = examples()
+    assert len(labelled) >= 100 and len(Counter(i for _, i in labelled)) == 5
+    classifier = IntentClassifier()
+    predicted = [(await classifier.classify(text, minilm)).name for text, _ in labelled]
+    wrong = [(t, i, p) for (t, i), p in zip(labelled, predicted, strict=True) if i != p]
+    assert len(wrong) <= 0.08 * len(labelled), wrong
+
+
+async def test_without_embeddings_the_surface_form_decides() -> None:
+    classifier = IntentClassifier()
+    assert (await classifier.classify("Where is my parcel?", None)).name == "question"
+    assert (await classifier.classify("draw a cat", None)).name == "chat"
+
+
+@pytest.fixture
+def recorded() -> list[tuple[str, str]]:
+    return []
+
+
+def router_with(recorded: list[tuple[str, str]], *names: str) -> Router:
+    router = Router()
+    basic.register(router)
+    chat.register(router)
+    for name in names:
+
+        async def handler(ctx: Context, args: str, name: str = name) -> None:
+            recorded.append((name, args))
+            await ctx.reply_text(f"{name} ran")
+
+        router.command(name, summary=name, args="<what>", args_required=name != "recommend")(
+            handler
+        )
+    qa.register(router)
+    intents.register(router)
+    return router
+
+
+@pytest.fixture
+def make(
+    migrated: Settings, minilm: LocalEmbedder, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[object]:
+    apps: list[App] = []
+
+    def build(router: Router, text: FakeTextGenerator) -> App:
+        monkeypatch.setattr("bot.compose.build_router", lambda: router)
+        services = Services(
+            text=text,
+            generation=GenerationConfig(system_prompt="Test.", max_tokens=32, temperature=0),
+            embeddings=minilm,
+        )
+        apps.append(build_app(migrated, services=services))
+        return apps[-1]
+
+    yield build
+
+
+async def say(app: App, text: str) -> list[str]:
+    responder = CollectingResponder()
+    incoming = Incoming("test", f"e-{text}", "chat", "user", text)
+    await app.dispatcher.dispatch(incoming, responder)
+    return responder.texts
+
+
+async def test_features_are_reached_by_command_name(make, recorded) -> None:  # type: ignore[no-untyped-def]
+    app = make(router_with(recorded, "image", "buy", "recommend"), FakeTextGenerator())
+    try:
+        assert await say(app, "please draw me a picture of a red fox") == ["image ran"]
+        assert await say(app, "I just bought Elden Ring") == ["buy ran"]
+        assert await say(app, "what should I get next?") == ["recommend ran"]
+        # Commands always win over intents.
+        assert await say(app, "/image a blue whale") == ["image ran"]
+    finally:
+        await app.close()
+    assert recorded == [
+        ("image", "red fox"),
+        ("buy", "Elden Ring"),
+        ("recommend", ""),
+        ("image", "a blue whale"),
+    ]
+
+
+async def test_missing_features_fall_back_to_chat(make, recorded) -> None:  # type: ignore[no-untyped-def]
+    text = FakeTextGenerator(answer="Chatting instead.")
+    app = make(router_with(recorded), text)
+    try:
+        assert await say(app, "draw a lighthouse") == ["Chatting instead."]
+        # No embeddings-backed KB here: questions are chat too.
+        assert await say(app, "How do I reset my password?") == ["Chatting instead."]
+    finally:
+        await app.close()
+    assert recorded == []
+
+
+async def test_an_embedder_without_meaning_is_not_trusted() -> None:
+    # Hashed bags of words cannot tell "draw a dragon" from "tell me about dragons".
+    from tests.fakes.kb_embedder import HashingEmbedder
+
+    classifier = IntentClassifier()
+    assert (await classifier.classify("please draw a dragon", HashingEmbedder())).name == "chat"
+    assert (await classifier.classify("Where is my parcel?", HashingEmbedder())).name == "question"

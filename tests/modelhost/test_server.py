@@ -1,0 +1,174 @@
+"""`serve-models` end to end: the real openai client and httpx against the real server, with
+the packaged SmolLM2 and MiniLM, the offline sentiment classifier and a tiny diffusion model."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+import threading
+from collections.abc import Sequence
+
+import httpx
+import numpy as np
+import openai
+import pytest
+from PIL import Image
+
+from services.modelhost.batched import BatchedSentimentAnalyzer
+from services.modelhost.server import ModelHost, build_model_app
+from services.providers.local_embeddings import LocalEmbedder
+from services.types import Sentiment
+from tests.modelhost.conftest import serving
+
+
+def client(url: str, key: str = "unused") -> openai.AsyncOpenAI:
+    return openai.AsyncOpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0, timeout=120)
+
+
+async def test_chat_streams_over_sse(server_url: str) -> None:
+    stream = await client(server_url).chat.completions.create(
+        model="smollm2-135m-instruct",
+        messages=[{"role": "user", "content": "What is the capital of France?"}],
+        max_tokens=8,
+        temperature=0,
+        stream=True,
+    )
+    pieces, finish = [], None
+    async for chunk in stream:
+        pieces.append(chunk.choices[0].delta.content or "")
+        finish = chunk.choices[0].finish_reason or finish
+    assert len([p for p in pieces if p]) > 1
+    assert "Paris" in "".join(pieces) and finish in ("stop", "length")
+
+
+async def test_chat_without_streaming_reports_usage(server_url: str) -> None:
+    answer = await client(server_url).chat.completions.create(
+        model="any",
+        messages=[
+            {"role": "developer", "content": "Answer in one word."},
+            {"role": "user", "content": [{"type": "text", "text": "Capital of France?"}]},
+        ],
+        max_tokens=4,
+        temperature=0,
+    )
+    assert answer.choices[0].message.content
+    assert answer.usage is not None and 0 < answer.usage.completion_tokens <= 5
+
+
+async def test_embeddings_match_the_in_process_model(
+    server_url: str, minilm: LocalEmbedder
+) -> None:
+    texts = ["The cat sleeps.", "A kitten naps.", "Taxes are due."]
+    # The SDK asks for base64 unless told otherwise, and decodes it itself.
+    for options in ({}, {"encoding_format": "float"}):
+        response = await client(server_url).embeddings.create(
+            model="all-minilm-l6-v2",
+            input=texts,
+            **options,  # type: ignore[arg-type]
+        )
+        remote = np.array([item.embedding for item in response.data], dtype=np.float32)
+        assert remote.shape == (3, 384)
+        assert np.allclose(remote, await minilm.embed(texts), atol=1e-5)
+
+
+async def test_images_come_back_as_b64_png(server_url: str) -> None:
+    response = await client(server_url).images.generate(
+        prompt="a cat",
+        n=2,
+        size="64x64",
+        response_format="b64_json",  # type: ignore[arg-type]
+    )
+    assert response.data is not None and len(response.data) == 2
+    for item in response.data:
+        assert item.b64_json is not None
+        with Image.open(io.BytesIO(base64.b64decode(item.b64_json))) as image:
+            assert image.format == "PNG" and image.size == (64, 64)
+
+
+async def test_classify_labels_and_scores(server_url: str) -> None:
+    texts = ["I love this wonderful, moving film.", "A dull, painful waste of two hours."]
+    async with httpx.AsyncClient() as http:
+        response = await http.post(f"{server_url}/classify", json={"input": texts})
+    assert response.status_code == 200
+    data = response.json()["data"]
+    assert [row["label"] for row in data] == ["positive", "negative"]
+    assert all(0.5 <= row["score"] <= 1 for row in data)
+
+
+async def test_models_and_openapi(server_url: str) -> None:
+    models = await client(server_url).models.list()
+    assert {m.id for m in models.data} >= {"smollm2-135m-instruct", "all-minilm-l6-v2"}
+    async with httpx.AsyncClient() as http:
+        spec = (await http.get(f"{server_url}/openapi.json")).json()
+    assert spec["openapi"].startswith("3.1")
+    assert {"/v1/chat/completions", "/v1/embeddings", "/v1/images/generations", "/classify"} <= set(
+        spec["paths"]
+    )
+    assert "ChatRequest" in spec["components"]["schemas"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status"),
+    [
+        ("/v1/chat/completions", b"not json", 400),
+        ("/v1/chat/completions", b'{"messages": []}', 400),
+        ("/v1/chat/completions", b'{"messages": [{"role": "tool", "content": "x"}]}', 400),
+        ("/v1/embeddings", b'{"input": []}', 400),
+        ("/v1/images/generations", b'{"prompt": "a cat", "size": "9000x9000"}', 400),
+        ("/v1/images/generations", b'{"prompt": "a cat", "n": "2"}', 400),
+        ("/classify", b'{"input": 5}', 400),
+    ],
+)
+async def test_bad_requests_get_openai_style_400s(
+    server_url: str, path: str, body: bytes, status: int
+) -> None:
+    async with httpx.AsyncClient() as http:
+        response = await http.post(f"{server_url}{path}", content=body)
+    assert response.status_code == status
+    assert response.json()["error"]["type"] == "invalid_request_error"
+
+
+async def test_a_missing_model_is_404_and_the_api_key_is_checked() -> None:
+    async with serving(build_model_app(ModelHost(api_key="s3cret"))) as url:
+        with pytest.raises(openai.AuthenticationError):
+            await client(url, "wrong").models.list()
+        with pytest.raises(openai.NotFoundError):
+            await client(url, "s3cret").embeddings.create(model="x", input=["hi"])
+
+
+class Gated:
+    name = "gated"
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.started = threading.Event()
+
+    def predict(self, texts: Sequence[str]) -> list[Sentiment]:
+        self.started.set()
+        self.gate.wait(timeout=10)
+        return [Sentiment("positive", 1.0) for _ in texts]
+
+
+async def test_a_full_queue_is_a_503_busy() -> None:
+    model = Gated()
+    analyzer = BatchedSentimentAnalyzer(model, max_batch=1, max_wait_ms=0, max_queue=1)
+    app = build_model_app(ModelHost(sentiment=analyzer))
+    async with serving(app) as url, httpx.AsyncClient() as http:
+
+        async def classify(text: str) -> httpx.Response:
+            return await http.post(f"{url}/classify", json={"input": text})
+
+        # One request running (held by the gate), then one waiting: the queue of one is full.
+        running = asyncio.ensure_future(classify("a"))
+        await asyncio.wait_for(asyncio.to_thread(model.started.wait), 10)
+        waiting = asyncio.ensure_future(classify("b"))
+        for _ in range(1000):
+            if analyzer.batcher.waiting == 1:
+                break
+            await asyncio.sleep(0.01)
+        busy = await classify("c")
+        model.gate.set()
+        assert [r.status_code for r in await asyncio.gather(running, waiting)] == [200, 200]
+    assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
+    assert "busy, try again" in busy.json()["error"]["message"]

@@ -1,0 +1,220 @@
+"""Knowledge base: every file type in, re-adding, removing, chunking and the in-memory index."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from bot.settings import Settings
+from services.kb.chunking import chunk_section
+from services.kb.index import LexicalIndex
+from services.kb.ingest import ingest_paths
+from services.kb.knowledge import KnowledgeBase
+from services.kb.retrieval import Retriever
+from storage import knowledge as repo
+from storage.db import SessionFactory, create_engine, session_factory, unit_of_work
+from storage.models import Chunk
+from tests.fakes.kb_embedder import HashingEmbedder, tiny_pdf
+
+MARKDOWN = """# Returns guide
+
+Intro paragraph about returns.
+
+## Sending an item back
+
+Print the label and drop the parcel at any post office.
+
+## Refund timing
+
+Refunds arrive within five business days.
+"""
+HTML = """<html><head><title>Delivery</title><script>var hidden = "script text";</script></head>
+<body><h1>Delivery</h1><h2>Express</h2><p>Express delivery takes one day.</p>
+<h2>Standard</h2><p>Standard delivery takes <b>three</b> days.</p></body></html>"""
+FAQ = (
+    "question,answer\n"
+    'How do I reset my password?,"Open Settings, then Security."\n'
+    "Do you ship abroad?,Yes.\n"
+)
+
+
+@pytest.fixture
+async def sessions(migrated: Settings) -> AsyncIterator[SessionFactory]:
+    engine = create_engine(migrated.db_url)
+    yield session_factory(engine)
+    await engine.dispose()
+
+
+@pytest.fixture
+def docs(tmp_path: Path) -> Path:
+    folder = tmp_path / "docs"
+    (folder / "nested").mkdir(parents=True)
+    (folder / "returns.md").write_text(MARKDOWN)
+    (folder / "delivery.html").write_text(HTML)
+    (folder / "nested" / "opening.txt").write_text("We are open from 9 to 5 on weekdays.\n")
+    (folder / "faq.csv").write_text(FAQ)
+    lines = ["Every device has a two year warranty.", "Batteries are covered for one year."]
+    (folder / "warranty.pdf").write_bytes(tiny_pdf(lines, title="Warranty guide"))
+    (folder / ".hidden.md").write_text("# secret\n\nnot for the KB")
+    (folder / "image.png").write_bytes(b"\x89PNG")
+    return folder
+
+
+async def chunks_of(sessions: SessionFactory) -> list[repo.StoredChunk]:
+    async with unit_of_work(sessions) as session:
+        return await repo.all_chunks(session)
+
+
+async def test_a_folder_of_every_format_is_ingested(sessions: SessionFactory, docs: Path) -> None:
+    kb = KnowledgeBase(HashingEmbedder())
+    results = await ingest_paths(kb, sessions, [docs])
+    assert sorted((Path(r.path).name, r.status) for r in results) == [
+        ("delivery.html", "added"),
+        ("faq.csv", "added"),
+        ("opening.txt", "added"),
+        ("returns.md", "added"),
+        ("warranty.pdf", "added"),
+    ]
+    by_title = {}
+    for chunk in await chunks_of(sessions):
+        by_title.setdefault(chunk.title, []).append(chunk)
+    assert [(c.section, c.text) for c in by_title["Returns guide"]] == [
+        ("", "Intro paragraph about returns."),
+        ("Sending an item back", "Print the label and drop the parcel at any post office."),
+        ("Refund timing", "Refunds arrive within five business days."),
+    ]
+    html = by_title["Delivery"]
+    assert [c.section for c in html] == ["Delivery › Express", "Delivery › Standard"]
+    assert html[1].text == "Standard delivery takes three days."
+    assert all("script text" not in c.text for c in html)
+    assert [(c.kind, c.section, c.text) for c in by_title["faq"]] == [
+        ("faq", "How do I reset my password?", "Open Settings, then Security."),
+        ("faq", "Do you ship abroad?", "Yes."),
+    ]
+    pdf = by_title["Warranty guide"]
+    assert pdf[0].section == "page 1" and "two year warranty" in pdf[0].text
+    assert "open from 9 to 5" in by_title["opening"][0].text
+    assert all(len(c.embedding) == 256 * 4 for chunks in by_title.values() for c in chunks)
+
+
+async def test_readding_unchanged_does_nothing_and_a_change_replaces_chunks(
+    sessions: SessionFactory, docs: Path
+) -> None:
+    embedder = HashingEmbedder()
+    kb = KnowledgeBase(embedder)
+    path = docs / "returns.md"
+    async with unit_of_work(sessions) as session:
+        assert (await kb.add(session, path)).status == "added"
+        version = await repo.kb_version(session)
+    calls = len(embedder.calls)
+
+    async with unit_of_work(sessions) as session:
+        result = await kb.add(session, path)
+        assert (result.status, result.chunks) == ("unchanged", 3)
+        assert await repo.kb_version(session) == version
+    assert len(embedder.calls) == calls  # nothing was embedded again
+
+    path.write_text(MARKDOWN.replace("five business days", "ten business days"))
+    async with unit_of_work(sessions) as session:
+        assert (await kb.add(session, path)).status == "updated"
+        assert await repo.kb_version(session) == version + 1
+    texts = [c.text for c in await chunks_of(sessions)]
+    assert "Refunds arrive within ten business days." in texts
+    assert not any("five business days" in t for t in texts)
+    async with unit_of_work(sessions) as session:
+        count = len((await session.scalars(select(Chunk))).all())
+    assert count == 3  # the old chunks are gone, not duplicated
+
+
+async def test_remove_a_file_or_a_folder(sessions: SessionFactory, docs: Path) -> None:
+    kb = KnowledgeBase(HashingEmbedder())
+    await ingest_paths(kb, sessions, [docs])
+    async with unit_of_work(sessions) as session:
+        removed = await kb.remove(session, [docs / "nested"])
+        assert [Path(p).name for p in removed] == ["opening.txt"]
+        assert await kb.remove(session, [docs / "nowhere.md"]) == []
+    async with unit_of_work(sessions) as session:
+        assert {Path(d.path).name for d in await kb.documents(session)} == {
+            "delivery.html",
+            "faq.csv",
+            "returns.md",
+            "warranty.pdf",
+        }
+    assert not any(c.title == "opening" for c in await chunks_of(sessions))
+
+
+async def test_bad_files_fail_alone(sessions: SessionFactory, tmp_path: Path) -> None:
+    (tmp_path / "no_columns.csv").write_text("a,b\n1,2\n")
+    (tmp_path / "broken.pdf").write_bytes(b"%PDF-1.4 nonsense")
+    (tmp_path / "good.txt").write_text("Good text.")
+    paths = [tmp_path / "no_columns.csv", tmp_path / "broken.pdf", tmp_path / "good.txt"]
+    results = await ingest_paths(KnowledgeBase(HashingEmbedder()), sessions, paths)
+    assert [r.status for r in results] == ["failed", "failed", "added"]
+    assert "question" in results[0].error
+
+
+async def test_another_process_sees_changes_at_its_next_search(
+    sessions: SessionFactory, docs: Path
+) -> None:
+    writer, reader = KnowledgeBase(HashingEmbedder()), KnowledgeBase(HashingEmbedder())
+    async with unit_of_work(sessions) as session:
+        assert await reader.search(session, "warranty") == []
+        await writer.add(session, docs / "warranty.pdf")
+    async with unit_of_work(sessions) as session:
+        hits = await reader.search(session, "how long is the device warranty")
+        assert hits[0].source.title == "Warranty guide"
+
+
+def test_long_sections_are_chunked_with_overlap() -> None:
+    sentences = [f"Sentence number {i} says something about topic {i}." for i in range(60)]
+    chunks = chunk_section(" ".join(sentences), max_words=50, overlap_words=12)
+    assert len(chunks) > 5
+    assert all(len(c.split()) <= 50 for c in chunks)
+    for before, after in itertools.pairwise(chunks):
+        assert before.split(". ")[-1].rstrip(".") in after  # the last sentence is carried over
+
+
+def test_faq_rows_with_one_answer_vote_together() -> None:
+    # Two phrasings of "refund" share an answer; one "cancel" row is a hair closer to the query.
+    vectors = np.array([[1, 0.15, 0], [1, 0.1, -0.1], [1, 0, 0.1]], dtype=np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    query = np.array([1, 0.05, 0.05], dtype=np.float32) / np.linalg.norm([1, 0.05, 0.05])
+    plain = Retriever(vectors, ["a", "b", "c"]).search(query, ["q"], k=1)[0][0]
+    voted = Retriever(vectors, ["a", "b", "c"], [7, 7, 8]).search(query, ["q"], k=2)[0]
+    assert plain.group == 2
+    assert [h.group for h in voted] == [7, 8]
+
+
+def test_bm25_prefers_rare_words() -> None:
+    index = LexicalIndex(["reset the router", "reset the password", "the the the"])
+    scores = index.scores("password reset")
+    assert int(np.argmax(scores)) == 1 and scores[2] == 0
+
+
+async def test_the_store_round_trip_on_each_backend(database_url: str, docs: Path) -> None:
+    from bot.migrate import upgrade
+
+    await asyncio.to_thread(upgrade, database_url)
+    engine = create_engine(database_url)
+    sessions = session_factory(engine)
+    kb = KnowledgeBase(HashingEmbedder())
+    try:
+        first = await ingest_paths(kb, sessions, [docs])
+        again = await ingest_paths(kb, sessions, [docs])
+        assert {r.status for r in first} == {"added"}
+        assert {r.status for r in again} == {"unchanged"}
+        async with unit_of_work(sessions) as session:
+            hits = await kb.search(session, "how long is the device warranty")
+            assert hits[0].source.title == "Warranty guide"
+            assert len(await kb.remove(session, [docs])) == 5
+        async with unit_of_work(sessions) as session:
+            assert await kb.size(session) == 0
+            assert await repo.kb_version(session) == 6  # five adds, then one removal
+    finally:
+        await engine.dispose()
