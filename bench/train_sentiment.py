@@ -106,7 +106,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--alpha", type=float, default=16.0)
     parser.add_argument("--dropout", type=float, default=0.1)
     parser.add_argument("--max-length", type=int, default=64)
-    parser.add_argument("--limit", type=int, default=0, help="train on N random rows (a quick sanity run)")
+    parser.add_argument(
+        "--limit", type=int, default=0, help="train on N random rows (a quick sanity run)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument(
