@@ -14,12 +14,13 @@ DATA_DIR ?= var
 MODEL_STAMP := $(DATA_DIR)/models/smollm2-135m-instruct/config.json
 PYTEST_ARGS ?=
 
-.PHONY: run test install install-dev models lint typecheck pytest bench clean help
+.PHONY: run test install install-dev models lint typecheck pytest bench evaluate clean help
 
 help:
 	@echo "make run    - set up and start Switchboard (console chat when no platform is configured)"
 	@echo "make test   - set up with dev tools, then ruff, mypy and pytest"
-	@echo "make bench  - run the benchmarks in bench/"
+	@echo "make bench  - run the speed benchmarks in bench/ (ratios against side-by-side baselines)"
+	@echo "make evaluate - the evaluations on the public datasets in DATA (default ../shared/data)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -62,8 +63,17 @@ test: install-dev models
 	$(BIN)/mypy
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# The public datasets live beside the checkout (see ../shared/EVALUATION.md).
+DATA ?= ../shared/data
+SPEED_BENCHES := batching model_server retrieval_speed recommend_speed slack_ack telegram_dispatch soak
+
 bench: install-dev models
-	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+	@for b in $(SPEED_BENCHES); do echo "== bench/$$b.py"; $(BIN)/python bench/$$b.py || exit 1; done
+
+evaluate: install-dev models
+	$(BIN)/python bench/eval_sentiment.py $(DATA)
+	$(BIN)/python bench/eval_qa.py $(DATA)
+	$(BIN)/switchboard eval recommend $(DATA)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
