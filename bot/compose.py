@@ -237,8 +237,10 @@ def build_app(settings: Settings, *, services: Services | None = None) -> App:
             ErrorMiddleware(),
             AccessMiddleware(access_policy(settings)),
             MessageLengthMiddleware(settings.max_message_chars),
-            QuotaMiddleware(sessions, quotas(settings)),
+            # In turn: a burst of one user's messages is checked against what the earlier ones
+            # spent, not all at once.
             ordering(engine, sessions, settings),
+            QuotaMiddleware(sessions, quotas(settings)),
             turn_sentiment,
             ConversationMiddleware(sessions, services, router),
         ]

@@ -12,6 +12,7 @@ from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from handlers import admission
 from handlers.context import Context
 from handlers.metrics import EVENTS, LATENCY
 from handlers.router import Router
@@ -155,6 +156,9 @@ class OrderingMiddleware:
         lock = self._locks.setdefault(key, asyncio.Lock())
         self._users[key] = self._users.get(key, 0) + 1
         try:
+            # Nothing yields before the lock queues this task, and asyncio.Lock is FIFO, so a
+            # later event let in now queues behind this one.
+            admission.admit()
             async with lock:
                 await call_next(envelope)
         finally:

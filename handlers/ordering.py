@@ -6,6 +6,7 @@ import asyncio
 import logging
 from datetime import timedelta
 
+from handlers import admission
 from handlers.middleware import Envelope, Next
 from handlers.types import Incoming
 from storage import inbox_order
@@ -23,7 +24,9 @@ class InboxOrderingMiddleware:
     the conversation's queue, and "done" (committed together with the answer) hands over to
     the next one, whichever replica holds it. Storing an event takes a transaction-scoped
     advisory lock on its conversation, so inbox ids follow commit order (storage/inbox_order.py)
-    and an update that raced ahead of its predecessor still waits for it.
+    and an update that raced ahead of its predecessor still waits for it. For "arrival order"
+    to be the order a chat's updates were sent in, a platform acknowledges an update (and
+    dispatches the chat's next one) only once it is admitted here (handlers/admission.py).
 
     Trade-offs. The obvious alternative, a session-level advisory lock held around the
     handling, pins a pooled connection per conversation in progress for as long as the model
@@ -33,9 +36,9 @@ class InboxOrderingMiddleware:
     ``poll``…``max_poll`` seconds) and up to ``max_poll`` of latency per hand-over.
 
     The wait is bounded. A predecessor whose heartbeat stopped for ``stale_after`` seconds
-    (the inbox's resume threshold) lost its worker: it is resumed on its own, later, and does
-    not hold up the others. A live one that takes longer than ``max_wait`` is overtaken with a
-    warning rather than stalling the conversation for good.
+    (the inbox's resume threshold) lost its worker: it is resumed on its own, later (so it is
+    answered after its successors), and does not hold up the others. A live one that takes
+    longer than ``max_wait`` is overtaken with a warning rather than stalling the conversation.
     """
 
     def __init__(
@@ -54,6 +57,8 @@ class InboxOrderingMiddleware:
         self._max_poll = max_poll
 
     async def __call__(self, envelope: Envelope, call_next: Next) -> None:
+        # The inbox id fixed this event's place when it was stored.
+        admission.admit()
         await self._wait_for_turn(envelope.incoming)
         await call_next(envelope)
 

@@ -39,9 +39,47 @@ class Incoming:
     # The Slack workspace (team id); None elsewhere. Used by the workspace allowlist.
     workspace_id: str | None = None
 
+    def __post_init__(self) -> None:
+        # Telegram and Slack send JSON, which can carry lone UTF-16 surrogates (\ud800);
+        # neither the store nor an outbound request can encode them as UTF-8, so the message
+        # would fail wherever it went next. They become U+FFFD here, where every platform passes.
+        for name in _TEXT_FIELDS:
+            value = getattr(self, name)
+            if value is not None and not _encodable(value):
+                object.__setattr__(self, name, well_formed(value))
+        if not all(_encodable(a) for a in self.attachments):
+            object.__setattr__(self, "attachments", tuple(map(well_formed, self.attachments)))
+
     @property
     def conversation_key(self) -> tuple[str, str, str]:
         return (self.platform, self.chat_id, self.thread_id or "")
+
+
+_TEXT_FIELDS = (
+    "event_id",
+    "chat_id",
+    "user_id",
+    "text",
+    "thread_id",
+    "user_name",
+    "language",
+    "action",
+    "workspace_id",
+)
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def well_formed(text: str) -> str:
+    """``text`` with every lone surrogate replaced by U+FFFD (pairs are joined, as a UTF-16
+    decoder would)."""
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
 @dataclass(frozen=True, slots=True)

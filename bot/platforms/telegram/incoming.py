@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from aiogram.types import CallbackQuery, Message, Update
 
-from handlers.types import Incoming
+from handlers.types import Incoming, well_formed
 
 PLATFORM = "telegram"
 
@@ -76,7 +76,9 @@ def to_target(update: Update) -> Target | None:
         return None
     chat = query.message.chat
     thread = _thread(query.message) if isinstance(query.message, Message) else None
-    return Target(chat.id, thread, group=chat.type != "private", callback_id=query.id)
+    # The id goes back in answerCallbackQuery, which cannot encode a lone surrogate.
+    callback_id = well_formed(query.id)
+    return Target(chat.id, thread, group=chat.type != "private", callback_id=callback_id)
 
 
 def target_for(incoming: Incoming) -> Target:

@@ -1,12 +1,16 @@
 """The Telegram platform: long polling by default, a webhook on the HTTP app when configured.
 
-Updates are acknowledged at once (a webhook answers 200 before any work) and handled in tracked
-background tasks, one after another per conversation; ``stop()`` lets them finish.
+Updates are handled in tracked background tasks, one after another per conversation; ``stop()``
+lets them finish. A webhook answers 200 once its update is stored and queued in its conversation
+(handlers/admission.py), before any real work: so when Telegram sends a chat's next update,
+perhaps to another replica, it cannot overtake this one. A conversation's next update is
+likewise dispatched once the previous one is queued, not once it is answered.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -20,12 +24,14 @@ from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import (
+    ClientDecodeError,
     TelegramAPIError,
     TelegramNetworkError,
     TelegramRetryAfter,
     TelegramServerError,
 )
 from aiogram.types import BotCommand, Update
+from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
@@ -35,6 +41,7 @@ from bot.platforms.telegram.incoming import Target, target_for, to_incoming, to_
 from bot.platforms.telegram.limiter import Limits, OutboundLimiter
 from bot.platforms.telegram.responder import Pacing, TelegramResponder
 from bot.settings import Settings
+from handlers import admission
 from handlers.router import Command
 from handlers.types import Dispatch, Incoming
 
@@ -45,6 +52,8 @@ SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 ALLOWED_UPDATES = ["message", "callback_query"]
 _COMMAND_NAME = re.compile(r"[a-z0-9_]{1,32}")
 _MAX_BACKOFF = 30.0
+# A webhook answers at the latest after this long, stored or not: Telegram must not time out.
+_ACK_WITHIN = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +104,8 @@ class TelegramPlatform:
         # (username, id) of the bot; set once start-up is done, webhooks wait for it.
         self._me: tuple[str, int] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._lanes: dict[tuple[str, str, str], asyncio.Task[None]] = {}
+        # Per conversation, the last update's "queued" signal (set when handled, at the latest).
+        self._lanes: dict[tuple[str, str, str], asyncio.Event] = {}
         self._worker: asyncio.Task[None] | None = None
 
     def routes(self) -> list[BaseRoute]:
@@ -181,6 +191,16 @@ class TelegramPlatform:
             except TelegramRetryAfter as exc:
                 await asyncio.sleep(exc.retry_after)
                 continue
+            except ClientDecodeError as exc:
+                # One update aiogram cannot read (from a self-hosted Bot API server or a proxy)
+                # fails the whole batch; it must neither stop the bot nor block those behind it.
+                updates, past = _readable(exc.data, bot=self._bot)
+                if past is None:
+                    log.warning("getUpdates answered no updates; retrying in %.0fs", backoff)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, _MAX_BACKOFF)
+                    continue
+                offset = max(offset or 0, past)
             except (TelegramNetworkError, TelegramServerError) as exc:
                 log.warning("getUpdates failed (%s); retrying in %.0fs", exc.message, backoff)
                 await asyncio.sleep(backoff)
@@ -189,7 +209,7 @@ class TelegramPlatform:
             backoff = 1.0
             for update in updates:
                 # The next getUpdates confirms everything below offset.
-                offset = update.update_id + 1
+                offset = max(offset or 0, update.update_id + 1)
                 self._accept(update)
 
     async def _webhook(self, request: Request) -> Response:
@@ -203,27 +223,35 @@ class TelegramPlatform:
             update = Update.model_validate(await request.json(), context={"bot": self._bot})
         except ValueError:
             return PlainTextResponse("not a Telegram update", status_code=400)
-        self._accept(update)
+        queued = self._accept(update)
+        if queued is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(queued.wait(), _ACK_WITHIN)
         return Response(status_code=200)
 
-    def _accept(self, update: Update) -> None:
-        """Start handling ``update`` in the background; never blocks the caller."""
+    def _accept(self, update: Update) -> asyncio.Event | None:
+        """Start handling ``update`` in the background; never blocks the caller. Returns what
+        is set once the update is stored and queued (or handled), if it is dispatched."""
         assert self._me is not None
         incoming = to_incoming(update, *self._me)
         target = to_target(update)
         if target is None:
-            return
+            return None
         if incoming is None:
             if target.callback_id:
                 self._track(self._answer_only(target))
-            return
+            return None
         # Button presses need no order; messages of one conversation are handled in order.
         key = incoming.conversation_key
         after = None if incoming.action else self._lanes.get(key)
-        task = self._track(self._handle(incoming, target, after=after))
+        queued = asyncio.Event()
+        task = self._track(self._handle(incoming, target, after=after, queued=queued))
+        # An update that never reaches the queue (a duplicate, a refusal) holds nothing up.
+        task.add_done_callback(lambda _: queued.set())
         if not incoming.action:
-            self._lanes[key] = task
-            task.add_done_callback(partial(self._leave_lane, key))
+            self._lanes[key] = queued
+            task.add_done_callback(partial(self._leave_lane, key, queued))
+        return queued
 
     def _track(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.create_task(work)
@@ -231,16 +259,24 @@ class TelegramPlatform:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    def _leave_lane(self, key: tuple[str, str, str], task: asyncio.Task[None]) -> None:
-        if self._lanes.get(key) is task:
+    def _leave_lane(
+        self, key: tuple[str, str, str], queued: asyncio.Event, task: asyncio.Task[None]
+    ) -> None:
+        if self._lanes.get(key) is queued:
             del self._lanes[key]
 
     async def _handle(
-        self, incoming: Incoming, target: Target, *, after: asyncio.Task[None] | None
+        self,
+        incoming: Incoming,
+        target: Target,
+        *,
+        after: asyncio.Event | None,
+        queued: asyncio.Event,
     ) -> None:
         assert self._dispatch is not None
         if after is not None:
-            await asyncio.wait({after})
+            await after.wait()
+        admission.watch(queued)
         responder = TelegramResponder(self._api, target, pacing=self._config.pacing)
         try:
             await self._dispatch(incoming, responder)
@@ -251,6 +287,24 @@ class TelegramPlatform:
 
     async def _answer_only(self, target: Target) -> None:
         await self._api.answer_callback(target)
+
+
+def _readable(data: Any, *, bot: Bot) -> tuple[list[Update], int | None]:
+    """The valid updates of a getUpdates answer that aiogram refused as a whole, and the offset
+    past every update in it, valid or not (None when it holds no update ids at all)."""
+    result = data.get("result") if isinstance(data, dict) else None
+    updates: list[Update] = []
+    past: int | None = None
+    for raw in result if isinstance(result, list) else []:
+        update_id = raw.get("update_id") if isinstance(raw, dict) else None
+        if type(update_id) is not int:
+            continue
+        past = max(past or 0, update_id + 1)
+        try:
+            updates.append(Update.model_validate(raw, context={"bot": bot}))
+        except ValidationError:
+            log.warning("skipped Telegram update %s: not a valid update", update_id)
+    return updates, past
 
 
 def _make_bot(config: TelegramConfig) -> Bot:
