@@ -63,31 +63,8 @@ def build_text_generator(settings: Settings) -> TextGenerator:
 
 
 def _text_generator(settings: Settings, provider: TextProvider, model: str) -> TextGenerator:
-    window = settings.text_context_window
-    if provider is TextProvider.OPENAI:
-        from services.providers.openai import OpenAITextGenerator
-
-        if settings.openai_api_key is None:
-            raise ConfigurationError("TEXT_PROVIDER=openai needs OPENAI_API_KEY")
-        return OpenAITextGenerator(
-            api_key=settings.openai_api_key.get_secret_value(),
-            model=model,
-            base_url=settings.openai_base_url,
-            timeout=settings.text_timeout,
-            **({"context_window": window} if window else {}),
-        )
-    if provider is TextProvider.ZHIPUAI:
-        from services.providers.zhipuai import ZhipuAITextGenerator
-
-        if settings.zhipuai_api_key is None:
-            raise ConfigurationError("TEXT_PROVIDER=zhipuai needs ZHIPUAI_API_KEY")
-        return ZhipuAITextGenerator(
-            api_key=settings.zhipuai_api_key.get_secret_value(),
-            model=model,
-            base_url=settings.zhipuai_base_url,
-            timeout=settings.text_timeout,
-            **({"context_window": window} if window else {}),
-        )
+    if provider is not TextProvider.LOCAL:
+        return model_services.hosted_text(settings, provider, model)
     remote = model_services.remote_text_generator(settings, model)
     if remote is not None:
         return remote
@@ -97,7 +74,7 @@ def _text_generator(settings: Settings, provider: TextProvider, model: str) -> T
         model=model,
         models_dir=settings.models_dir,
         device=settings.model_device,
-        context_window=window,
+        context_window=settings.text_context_window,
         max_batch=settings.text_max_batch,
         max_wait_ms=settings.text_batch_wait_ms,
         max_queue=settings.model_queue_size,

@@ -62,27 +62,32 @@ def remote_text_generator(settings: Settings, model: str) -> TextGenerator | Non
     )
 
 
-def _hosted_text(settings: Settings, provider: TextProvider, model: str) -> TextGenerator:
+def hosted_text(settings: Settings, provider: TextProvider, model: str) -> TextGenerator:
+    """An OpenAI or ZhipuAI chat model (TEXT_CONTEXT_WINDOW overrides its window)."""
+    window = settings.text_context_window
+    extra = {"context_window": window} if window else {}
     if provider is TextProvider.OPENAI:
         from services.providers.openai import OpenAITextGenerator
 
         if settings.openai_api_key is None:
-            raise ConfigurationError("this provider choice needs OPENAI_API_KEY")
+            raise ConfigurationError("the openai provider needs OPENAI_API_KEY")
         return OpenAITextGenerator(
             api_key=settings.openai_api_key.get_secret_value(),
             model=model,
             base_url=settings.openai_base_url,
             timeout=settings.text_timeout,
+            **extra,
         )
     from services.providers.zhipuai import ZhipuAITextGenerator
 
     if settings.zhipuai_api_key is None:
-        raise ConfigurationError("this provider choice needs ZHIPUAI_API_KEY")
+        raise ConfigurationError("the zhipuai provider needs ZHIPUAI_API_KEY")
     return ZhipuAITextGenerator(
         api_key=settings.zhipuai_api_key.get_secret_value(),
         model=model,
         base_url=settings.zhipuai_base_url,
         timeout=settings.text_timeout,
+        **extra,
     )
 
 
@@ -105,7 +110,7 @@ def build_sentiment(settings: Settings) -> SentimentAnalyzer:
 
         text_provider = TextProvider(provider.value)
         chat = model or DEFAULT_LLM_SENTIMENT_MODELS[provider]
-        return LLMSentimentAnalyzer(_hosted_text(settings, text_provider, chat))
+        return LLMSentimentAnalyzer(hosted_text(settings, text_provider, chat))
     from services.modelhost.batched import BatchedSentimentAnalyzer
     from services.providers.local_sentiment import LocalSentimentAnalyzer
 
