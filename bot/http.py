@@ -39,7 +39,16 @@ class HttpServer:
     """uvicorn inside our event loop, so platforms and webhooks share one process."""
 
     def __init__(self, app: Starlette, *, host: str, port: int) -> None:
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            lifespan="off",
+            # uvicorn's own handlers would write around the secret redaction (bot/logs.py):
+            # without them its records go to the root logger like every other.
+            log_config=None,
+        )
         self._server = uvicorn.Server(config)
         self._task: asyncio.Task[None] | None = None
 

@@ -282,6 +282,7 @@ async def serve_models(settings: Settings, *, host: str, port: int, warm: bool) 
         port=port,
         log_level="warning",
         lifespan="off",
+        log_config=None,  # keep uvicorn's records on the root logger, which redacts secrets
         # Bots keep pooled connections open between requests; uvicorn's 5 s default closes
         # them under their feet.
         timeout_keep_alive=75,

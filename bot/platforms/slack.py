@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from bot.platforms.slack_guard import RequestGuard
 from bot.platforms.slack_incoming import action_to_incoming, command_to_incoming, event_to_incoming
 from bot.platforms.slack_render import ACTION_PREFIX
 from bot.platforms.slack_responder import SlackResponder, to_destination
@@ -87,6 +88,7 @@ class SlackPlatform:
             logger=logging.getLogger("slack_bolt"),
         )
         self._app_token = app_token
+        self._signing_secret = signing_secret
         self._prefix = command_prefix
         self._commands = tuple(commands)
         self._interval = stream_interval
@@ -120,11 +122,15 @@ class SlackPlatform:
         if self._app_token:
             return []
         handler = AsyncSlackRequestHandler(self._app)
+        guard = RequestGuard(self._signing_secret)
 
         async def events(request: Request) -> Response:
             if self._stopping.is_set():
                 # Not acked, so Slack delivers it again: to another replica, or after restart.
                 return Response(status_code=503)
+            refusal = guard.check(await request.body(), request.headers)
+            if refusal is not None:
+                return refusal
             return await handler.handle(request)
 
         return [Route(EVENTS_PATH, events, methods=["POST"])]

@@ -21,6 +21,19 @@ _CHANNEL = re.compile(r"<#[A-Z0-9]+\|([^>]*)>")
 Payload = Mapping[str, Any]
 
 
+def _mapping(value: object) -> Payload:
+    """A nested object of the payload, or an empty one where a malformed payload has
+    something else (each translator then finds nothing to answer)."""
+    return value if isinstance(value, Mapping) else {}
+
+
+def _items(value: object) -> list[Payload]:
+    """The objects of a nested list; anything else in it is skipped."""
+    if not isinstance(value, Sequence) or isinstance(value, str):
+        return []
+    return [item for item in value if isinstance(item, Mapping)]
+
+
 def _unescape(text: str) -> str:
     """Slack's markup back to plain text: links unwrapped, entities decoded."""
     text = _LINK.sub(lambda m: m[1] if not m[2] or m[2] == m[1] else f"{m[2]} ({m[1]})", text)
@@ -40,7 +53,8 @@ def _is_from_a_person(event: Payload) -> bool:
     if event.get("bot_id") or event.get("bot_profile"):
         return False
     subtype = event.get("subtype")
-    return (subtype is None or subtype in _USER_SUBTYPES) and bool(event.get("user"))
+    person = subtype is None or (isinstance(subtype, str) and subtype in _USER_SUBTYPES)
+    return person and bool(event.get("user"))
 
 
 def _team(payload: Payload, *fallbacks: object) -> str | None:
@@ -50,8 +64,7 @@ def _team(payload: Payload, *fallbacks: object) -> str | None:
 
 
 def _files(event: Payload) -> tuple[str, ...]:
-    files: Sequence[Payload] = event.get("files") or ()
-    return tuple(str(f["url_private"]) for f in files if f.get("url_private"))
+    return tuple(str(f["url_private"]) for f in _items(event.get("files")) if f.get("url_private"))
 
 
 def event_to_incoming(body: Payload, *, bot_user_id: str | None) -> Incoming | None:
@@ -60,9 +73,10 @@ def event_to_incoming(body: Payload, *, bot_user_id: str | None) -> Incoming | N
     Channels reach the bot through ``app_mention`` and DMs through ``message`` (channel_type
     im); the other pairing is dropped so a message that is both is answered once.
     """
-    event: Payload = body.get("event") or {}
+    event = _mapping(body.get("event"))
     kind, channel = event.get("type"), str(event.get("channel") or "")
-    if not channel or not _is_from_a_person(event):
+    # Without an event id the inbox cannot tell a retry from a new message.
+    if not channel or not body.get("event_id") or not _is_from_a_person(event):
         return None
     if kind == "app_mention" and not channel.startswith("D"):
         thread: str | None = event.get("thread_ts") or event.get("ts")
@@ -100,12 +114,14 @@ def command_to_incoming(payload: Payload, *, prefix: str = "") -> Incoming | Non
     if not name.startswith(prefix) or len(name) == len(prefix):
         return None
     args = str(payload.get("text") or "").strip()
-    channel = str(payload["channel_id"])
+    channel, user = str(payload.get("channel_id") or ""), str(payload.get("user_id") or "")
+    if not channel or not user:
+        return None
     return Incoming(
         platform=PLATFORM,
         event_id=command_event_id(payload),
         chat_id=channel,
-        user_id=str(payload["user_id"]),
+        user_id=user,
         user_name=payload.get("user_name") or None,
         text=_unescape(f"/{name[len(prefix) :]} {args}".rstrip()),
         is_private=channel.startswith("D") or payload.get("channel_name") == "directmessage",
@@ -114,8 +130,7 @@ def command_to_incoming(payload: Payload, *, prefix: str = "") -> Incoming | Non
 
 
 def _our_action(body: Payload) -> Payload | None:
-    actions: Sequence[Payload] = body.get("actions") or ()
-    for action in actions:
+    for action in _items(body.get("actions")):
         if str(action.get("action_id", "")).startswith(ACTION_PREFIX) and action.get("value"):
             return action
     return None
@@ -124,14 +139,12 @@ def _our_action(body: Payload) -> Payload | None:
 def action_to_incoming(body: Payload) -> Incoming | None:
     """A press on one of our buttons → Incoming(action=<Button.data>), in the message's thread."""
     action = _our_action(body)
-    channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get(
-        "channel_id"
-    )
-    user: Payload = body.get("user") or {}
+    container = _mapping(body.get("container"))
+    channel = _mapping(body.get("channel")).get("id") or container.get("channel_id")
+    user = _mapping(body.get("user"))
     if action is None or not channel or not user.get("id"):
         return None
-    message: Payload = body.get("message") or {}
-    thread = message.get("thread_ts") or (body.get("container") or {}).get("thread_ts")
+    thread = _mapping(body.get("message")).get("thread_ts") or container.get("thread_ts")
     return Incoming(
         platform=PLATFORM,
         event_id="act-" + str(body.get("trigger_id") or action.get("action_ts")),
@@ -142,5 +155,5 @@ def action_to_incoming(body: Payload) -> Incoming | None:
         thread_id=str(thread) if thread else None,
         action=str(action["value"]),
         is_private=str(channel).startswith("D"),
-        workspace_id=_team(body, (body.get("team") or {}).get("id"), user.get("team_id")),
+        workspace_id=_team(body, _mapping(body.get("team")).get("id"), user.get("team_id")),
     )

@@ -137,8 +137,13 @@ def _post(summary: str, body: type[BaseModel], answer: str, *extra: int) -> dict
 
 def openapi_spec(host: ModelHost) -> dict[str, Any]:
     chat = _post("Chat completion (stream: true answers with SSE)", ChatRequest, "ChatCompletion")
+    # Before OpenAPI 3.2 (itemSchema), the schema of an event stream describes each event.
     chat["post"]["responses"]["200"]["content"]["text/event-stream"] = {
-        "schema": {"type": "string"}
+        "schema": {
+            "type": "object",
+            "required": ["data"],
+            "properties": {"data": {"type": "string"}, "event": {"type": "string"}},
+        }
     }
     spec: dict[str, Any] = {
         "openapi": "3.1.0",

@@ -195,12 +195,12 @@ class TelegramPlatform:
                 # One update aiogram cannot read (from a self-hosted Bot API server or a proxy)
                 # fails the whole batch; it must neither stop the bot nor block those behind it.
                 updates, past = _readable(exc.data, bot=self._bot)
-                if past is None:
-                    log.warning("getUpdates answered no updates; retrying in %.0fs", backoff)
+                if past is None or past <= (offset or 0):
+                    log.warning("getUpdates answered no new updates; retrying in %.0fs", backoff)
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, _MAX_BACKOFF)
                     continue
-                offset = max(offset or 0, past)
+                offset = past
             except (TelegramNetworkError, TelegramServerError) as exc:
                 log.warning("getUpdates failed (%s); retrying in %.0fs", exc.message, backoff)
                 await asyncio.sleep(backoff)
