@@ -77,6 +77,13 @@ def readable(body: bytes, content_type: str | None) -> bool:
         payload: Any = parse_body(body.decode(), content_type)
         if not isinstance(payload, dict) or not _well_shaped(payload, depth=0):
             return False
+        # Bolt matches a button press by its action_id, which it takes to be there.
+        if payload.get("type") == "block_actions" and not all(
+            "action_id" in action for action in payload.get("actions", ())
+        ):
+            return False
+        if not _actions_named(payload):
+            return False
         build_context(BoltContext(), payload)
         for extract in _EXTRACTS:
             extract(payload)
@@ -84,6 +91,14 @@ def readable(body: bytes, content_type: str | None) -> bool:
         # Bad UTF-8 or JSON, or a part of the wrong type where bolt expects an object.
         return False
     return True
+
+
+def _actions_named(payload: dict[str, Any]) -> bool:
+    """Bolt's block-action matcher indexes ``action_id`` directly; Slack always sends one."""
+    actions = payload.get("actions")
+    if not isinstance(actions, list):
+        return True
+    return all(isinstance(a, dict) and isinstance(a.get("action_id"), str) for a in actions)
 
 
 def _well_shaped(value: Any, *, depth: int) -> bool:
