@@ -258,6 +258,9 @@ def requests(draw: st.DrawFn) -> tuple[str, Any, bytes, str]:
 # Signed bodies slack-bolt failed on with a 500 and a logged traceback, found by this fuzzing.
 EVENT_NOT_AN_OBJECT = json.dumps({"type": "event_callback", "event": "x"}).encode()
 ACTIONS_NOT_A_LIST = _urlencode({"payload": json.dumps({"type": "block_actions", "actions": 1})})
+ACTION_WITHOUT_ID = _urlencode(
+    {"payload": json.dumps({"type": "block_actions", "actions": [{"value": "x"}]})}
+)
 
 
 @settings(max_examples=700, deadline=None, suppress_health_check=SHARED, database=None)
@@ -266,6 +269,7 @@ ACTIONS_NOT_A_LIST = _urlencode({"payload": json.dumps({"type": "block_actions",
 @example(request=("junk", None, b"\xff{", FORM))
 @example(request=("event", None, EVENT_NOT_AN_OBJECT, "application/json"))
 @example(request=("action", None, ACTIONS_NOT_A_LIST, FORM))
+@example(request=("action", None, ACTION_WITHOUT_ID, FORM))
 async def test_signed_endpoint_takes_any_payload_without_error(
     slack: SlackHarness,
     slack_api: FakeSlackApi,
