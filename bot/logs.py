@@ -44,5 +44,5 @@ def configure_logging(level: str, secrets: Iterable[str]) -> None:
     root.addHandler(handler)
     root.setLevel(level.upper())
     # Third-party request logs would repeat URLs (and with them tokens) at INFO.
-    for noisy in ("httpx", "httpcore", "aiohttp.access", "openai", "urllib3", "alembic"):
+    for noisy in ("httpx", "httpx2", "httpcore", "aiohttp.access", "openai", "urllib3", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
