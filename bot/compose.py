@@ -35,6 +35,7 @@ from services.modelhost.offline import SMOLLM2
 from services.qa.answer import QAConfig
 from services.types import TextGenerator
 from storage.db import SessionFactory, create_engine, session_factory
+from storage.group_commit import GroupCommit
 
 log = logging.getLogger(__name__)
 
@@ -187,10 +188,13 @@ class App:
     router: Router
     dispatcher: Dispatcher
     turn_sentiment: TurnSentimentMiddleware | None = None
+    commits: GroupCommit | None = None
 
     async def close(self) -> None:
         if self.turn_sentiment is not None:
             await self.turn_sentiment.drain()
+        if self.commits is not None:
+            await self.commits.wait_idle()
         await self.engine.dispose()
 
 
@@ -208,9 +212,12 @@ def build_app(settings: Settings, *, services: Services | None = None) -> App:
     services = services or build_services(settings)
     router = build_router()
     turn_sentiment = TurnSentimentMiddleware(sessions, services)
+    commits = GroupCommit(engine)
     dispatcher = Dispatcher(
         [
-            InboxMiddleware(sessions, heartbeat=min(10.0, settings.inbox_resume_after / 3)),
+            InboxMiddleware(
+                sessions, commits, heartbeat=min(10.0, settings.inbox_resume_after / 3)
+            ),
             ErrorMiddleware(),
             AccessMiddleware(access_policy(settings)),
             MessageLengthMiddleware(settings.max_message_chars),
@@ -219,7 +226,7 @@ def build_app(settings: Settings, *, services: Services | None = None) -> App:
             ordering(engine, sessions, settings),
             QuotaMiddleware(sessions, quotas(settings)),
             turn_sentiment,
-            ConversationMiddleware(sessions, services, router),
+            ConversationMiddleware(sessions, services, router, engine=engine, commits=commits),
         ]
     )
-    return App(settings, engine, sessions, services, router, dispatcher, turn_sentiment)
+    return App(settings, engine, sessions, services, router, dispatcher, turn_sentiment, commits)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -23,7 +23,9 @@ class Context:
     responder: Responder
     services: Services
     router: Router
-    session: AsyncSession
+    # Opens this message's unit of work; see `session`.
+    open_session: Callable[[], AsyncSession]
+    # Detached rows: read their columns freely; change them through the repositories.
     user: User
     conversation: Conversation
     # The conversation's current context before this message, oldest first.
@@ -34,6 +36,15 @@ class Context:
     # Counted into the user's daily usage (quotas) once the handler returns.
     tokens: int = 0
     images: int = 0
+    opened: AsyncSession | None = field(default=None, init=False)
+
+    @property
+    def session(self) -> AsyncSession:
+        """This message's unit of work, opened on first use. It commits together with the
+        answer's turns and the inbox's "done" mark, or not at all."""
+        if self.opened is None:
+            self.opened = self.open_session()
+        return self.opened
 
     async def reply(self, reply: Reply) -> None:
         await self.responder.send(reply)

@@ -10,25 +10,26 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from handlers import admission
 from handlers.context import Context
 from handlers.metrics import EVENTS, LATENCY
-from handlers.router import Router
+from handlers.router import Route, Router
 from handlers.types import Incoming, Reply, Responder
 from services.container import Services
 from services.types import ProviderError, Turn
-from storage import inbox_order
+from storage import inbox_order, turns
 from storage import repositories as repo
-from storage import usage as usage_repo
-from storage.db import SessionFactory, unit_of_work
-from storage.models import Conversation, utcnow
+from storage.db import SessionFactory, unit_of_work, used_database
+from storage.group_commit import GroupCommit, Write
+from storage.models import Conversation, User, utcnow
 
 log = logging.getLogger(__name__)
 
-# Envelope note: the id of the stored user chat turn, for work done after the reply.
-USER_TURN_ID = "user_turn_id"
+# Envelope note: the conversation id of the stored user chat turn (found again by its event id)
+# for work done after the reply.
+USER_TURN = "user_turn"
 # Set once the inbox row was marked done together with the answer's turns (one commit).
 INBOX_DONE = "inbox_done"
 
@@ -64,21 +65,22 @@ class InboxMiddleware:
     pending and is resumed on the next start.
     """
 
-    def __init__(self, sessions: SessionFactory, *, heartbeat: float = 10.0) -> None:
+    def __init__(
+        self, sessions: SessionFactory, commits: GroupCommit, *, heartbeat: float = 10.0
+    ) -> None:
         self._sessions = sessions
+        self._commits = commits
         self._heartbeat = heartbeat
 
     async def __call__(self, envelope: Envelope, call_next: Next) -> None:
         incoming = envelope.incoming
         if not envelope.resumed:
-            async with unit_of_work(self._sessions) as session:
-                fresh = await repo.record_event(
-                    session,
-                    platform=incoming.platform,
-                    event_id=incoming.event_id,
-                    payload=dataclasses.asdict(incoming),
-                    conversation_key=inbox_order.conversation_key(*incoming.conversation_key),
-                )
+            fresh = await self._commits.record_event(
+                platform=incoming.platform,
+                event_id=incoming.event_id,
+                payload=dataclasses.asdict(incoming),
+                conversation_key=inbox_order.conversation_key(*incoming.conversation_key),
+            )
             if not fresh:
                 EVENTS.labels(incoming.platform, "duplicate").inc()
                 envelope.duplicate = True
@@ -173,17 +175,163 @@ class ConversationMiddleware:
     handler in a unit of work and stores what the bot said.
 
     The user's turn is committed before the handler runs, so a failing or slow model never
-    loses it and no transaction stays open across a model call.
+    loses it and no transaction stays open across a model call. A known user in a known
+    conversation costs one read; the turns, the usage and the inbox's "done" mark are
+    group-committed with other messages' (storage/turns.py). A handler that uses the database
+    itself gets its bookkeeping in its own transaction instead, so its writes and the "done"
+    mark still commit together.
     """
 
-    def __init__(self, sessions: SessionFactory, services: Services, router: Router) -> None:
+    def __init__(
+        self,
+        sessions: SessionFactory,
+        services: Services,
+        router: Router,
+        *,
+        engine: AsyncEngine,
+        commits: GroupCommit,
+    ) -> None:
         self._sessions = sessions
         self._services = services
         self._router = router
+        self._engine = engine
+        self._commits = commits
 
     async def __call__(self, envelope: Envelope, call_next: Next) -> None:
         incoming = envelope.incoming
         route = self._router.route(incoming)
+        accepted = await self._accept_known(envelope, route) or await self._accept(envelope, route)
+        user, conversation, history = accepted
+        ctx = Context(
+            incoming=incoming,
+            responder=envelope.responder,
+            services=self._services,
+            router=self._router,
+            open_session=self._sessions,
+            user=user,
+            conversation=conversation,
+            history=history,
+            is_admin=envelope.is_admin,
+        )
+        try:
+            if route.handler is None:
+                # The router's own answers (unknown command, usage, expired button) concern only
+                # the asker: private where the platform can show them so (a Slack ephemeral).
+                await envelope.responder.send(Reply(text=route.answer, private=True))
+                ctx.said.append(route.answer or "")
+            else:
+                # A handler that only talks to a model opens no session, so it holds no pooled
+                # connection while the model answers: slow models cannot drain the pool.
+                await route.handler(ctx, route.args)
+            bookkeeping = self._bookkeeping(ctx, route)
+            session = ctx.opened
+            if session is not None and used_database(session):
+                # The handler's own writes and the "done" mark commit together.
+                connection = await session.connection()
+                for write in bookkeeping:
+                    await connection.execute(write.statement, write.params)
+                await session.commit()
+                bookkeeping = []
+        finally:
+            if ctx.opened is not None:
+                await ctx.opened.close()
+        await self._commits.commit(bookkeeping)
+        envelope.notes[INBOX_DONE] = "1"
+        await call_next(envelope)
+
+    def _bookkeeping(self, ctx: Context, route: Route) -> list[Write]:
+        """The inbox's "done" mark, the usage and what the bot said."""
+        incoming = ctx.incoming
+        writes = [
+            turns.mark_event(platform=incoming.platform, event_id=incoming.event_id, status="done")
+        ]
+        if route.kind != "action":
+            writes.append(
+                turns.add_usage(
+                    self._engine,
+                    user_id=ctx.user.id,
+                    day=utcnow().date(),
+                    messages=1,
+                    tokens=ctx.tokens,
+                    images=ctx.images,
+                )
+            )
+        kind = route.kind if route.kind != "action" else "command"
+        writes += [
+            turns.add_message(
+                conversation=ctx.conversation,
+                role="assistant",
+                text=text,
+                kind=kind,
+                event_id=incoming.event_id,
+            )
+            for text in ctx.said
+        ]
+        return writes
+
+    async def _accept_known(
+        self, envelope: Envelope, route: Route
+    ) -> tuple[User, Conversation, list[Turn]] | None:
+        """The usual message: one read, and the user's turn group-committed."""
+        incoming = envelope.incoming
+        if envelope.resumed:
+            return None  # its turn may be stored already: see `_accept`
+        where = {
+            "platform": incoming.platform,
+            "external_id": incoming.user_id,
+            "chat_id": incoming.chat_id,
+            "thread_id": incoming.thread_id or "",
+        }
+        state = await turns.load_state(self._engine, **where)
+        if state is None or (incoming.user_name and incoming.user_name != state.user.display_name):
+            # A first message, or a new display name: create or update, then read again.
+            await self._commits.commit(
+                [
+                    turns.ensure_user(
+                        self._engine,
+                        platform=incoming.platform,
+                        external_id=incoming.user_id,
+                        display_name=incoming.user_name,
+                        language=incoming.language,
+                    ),
+                    turns.ensure_conversation(
+                        self._engine,
+                        platform=incoming.platform,
+                        chat_id=incoming.chat_id,
+                        thread_id=incoming.thread_id or "",
+                    ),
+                ]
+            )
+            state = await turns.load_state(self._engine, **where)
+            if state is None:
+                return None  # removed meanwhile (/forget): the repositories sort it out
+        if route.kind != "action":
+            await self._commits.commit(
+                [
+                    turns.add_message(
+                        conversation=state.conversation,
+                        role="user",
+                        text=incoming.text,
+                        kind=route.kind,
+                        user_id=state.user.id,
+                        event_id=incoming.event_id,
+                    )
+                ]
+            )
+            if route.kind == "chat" and route.handler is not None:
+                envelope.notes[USER_TURN] = str(state.conversation.id)
+        history = [
+            Turn("assistant" if t.role == "assistant" else "user", t.text)
+            for t in state.history
+            if t.event_id != incoming.event_id
+        ]
+        return state.user, state.conversation, history if route.remember else []
+
+    async def _accept(
+        self, envelope: Envelope, route: Route
+    ) -> tuple[User, Conversation, list[Turn]]:
+        """Everything else: a new user or conversation, a new display name, a resumed event."""
+        incoming = envelope.incoming
         async with unit_of_work(self._sessions) as session:
             user = await repo.get_or_create_user(
                 session,
@@ -208,7 +356,7 @@ class ConversationMiddleware:
                 session, conversation_id=conversation.id, event_id=incoming.event_id
             )
             if route.kind != "action" and not kept:
-                turn = await repo.add_message(
+                await repo.add_message(
                     session,
                     conversation=conversation,
                     role="user",
@@ -218,57 +366,8 @@ class ConversationMiddleware:
                     event_id=incoming.event_id,
                 )
                 if route.kind == "chat" and route.handler is not None:
-                    envelope.notes[USER_TURN_ID] = str(turn.id)
-            user_id = user.id
-        async with unit_of_work(self._sessions) as session:
-            # Attached without a query: a handler that only talks to a model takes no pooled
-            # connection until its answer is stored, so slow models cannot drain the pool.
-            user = await session.merge(user, load=False)
-            conversation = await session.merge(conversation, load=False)
-            spent = (0, 0)
-            if route.handler is None:
-                # The router's own answers (unknown command, usage, expired button) concern only
-                # the asker: private where the platform can show them so (a Slack ephemeral).
-                await envelope.responder.send(Reply(text=route.answer, private=True))
-                said = [route.answer or ""]
-            else:
-                ctx = Context(
-                    incoming=incoming,
-                    responder=envelope.responder,
-                    services=self._services,
-                    router=self._router,
-                    session=session,
-                    user=user,
-                    conversation=conversation,
-                    history=history,
-                    is_admin=envelope.is_admin,
-                )
-                await route.handler(ctx, route.args)
-                said = ctx.said
-                spent = (ctx.tokens, ctx.images)
-            await repo.mark_event(
-                session, platform=incoming.platform, event_id=incoming.event_id, status="done"
-            )
-            envelope.notes[INBOX_DONE] = "1"
-            if route.kind != "action":
-                await usage_repo.add_usage(
-                    session,
-                    user_id=user_id,
-                    day=utcnow().date(),
-                    messages=1,
-                    tokens=spent[0],
-                    images=spent[1],
-                )
-            for text in said:
-                await repo.add_message(
-                    session,
-                    conversation=conversation,
-                    role="assistant",
-                    text=text,
-                    kind=route.kind if route.kind != "action" else "command",
-                    event_id=incoming.event_id,
-                )
-        await call_next(envelope)
+                    envelope.notes[USER_TURN] = str(conversation.id)
+        return user, conversation, history
 
     @staticmethod
     async def _history(

@@ -6,7 +6,7 @@ import asyncio
 import logging
 
 from handlers.context import Context
-from handlers.middleware import USER_TURN_ID, Envelope, Next
+from handlers.middleware import USER_TURN, Envelope, Next
 from handlers.router import Router
 from services.container import Services
 from services.types import Sentiment
@@ -58,23 +58,29 @@ class TurnSentimentMiddleware:
         try:
             await call_next(envelope)
         finally:
-            message_id = envelope.notes.get(USER_TURN_ID)
+            conversation_id = envelope.notes.get(USER_TURN)
             text = envelope.incoming.text.strip()
-            if message_id and text and self._services.sentiment is not None:
-                event = f"{envelope.incoming.platform}:{envelope.incoming.event_id}"
-                task = asyncio.create_task(self._label(int(message_id), text, event))
+            if conversation_id and text and self._services.sentiment is not None:
+                task = asyncio.create_task(
+                    self._label(int(conversation_id), envelope.incoming.event_id, text)
+                )
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
 
-    async def _label(self, message_id: int, text: str, event: str) -> None:
+    async def _label(self, conversation_id: int, event_id: str, text: str) -> None:
         analyzer = self._services.sentiment
         assert analyzer is not None
         try:
             [result] = await analyzer.analyze([text])
             async with unit_of_work(self._sessions) as session:
-                await repo.set_sentiment(session, message_id=message_id, label=result.label)
+                await repo.set_sentiment(
+                    session,
+                    conversation_id=conversation_id,
+                    event_id=event_id,
+                    label=result.label,
+                )
         except Exception as exc:
-            log.warning("sentiment of event %s not stored: %r", event, exc)
+            log.warning("sentiment of event %s not stored: %r", event_id, exc)
 
     async def drain(self, *, within: float = 10.0) -> None:
         """Wait for labels still being computed (tests, and a clean shutdown)."""

@@ -15,8 +15,23 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import Session
 
 SessionFactory = async_sessionmaker[AsyncSession]
+
+
+class StoreSession(Session):
+    """Notes in ``info`` when it first talks to the database (see `used_database`)."""
+
+
+@event.listens_for(StoreSession, "after_begin")
+def _note_connection(session: Session, _transaction: Any, _connection: Any) -> None:
+    session.info["connected"] = True
+
+
+def used_database(session: AsyncSession) -> bool:
+    """Whether the session has run a statement or holds changes it would flush."""
+    return bool(session.info.get("connected") or session.new or session.dirty or session.deleted)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -42,7 +57,7 @@ def create_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20) -> A
 
 
 def session_factory(engine: AsyncEngine) -> SessionFactory:
-    return async_sessionmaker(engine, expire_on_commit=False)
+    return async_sessionmaker(engine, expire_on_commit=False, sync_session_class=StoreSession)
 
 
 @asynccontextmanager

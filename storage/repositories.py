@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from storage import inbox_order
 from storage.models import Base, Conversation, Feedback, InboxEvent, Message, User, utcnow
@@ -180,7 +181,15 @@ async def get_or_create_conversation(
 
 
 async def start_new_context(session: AsyncSession, *, conversation: Conversation) -> None:
-    conversation.epoch += 1
+    """A new epoch: earlier turns stay stored but leave the context. Works on a detached
+    ``conversation`` too, whose epoch follows."""
+    await session.execute(
+        update(Conversation)
+        .where(Conversation.id == conversation.id)
+        .values(epoch=Conversation.epoch + 1)
+        .execution_options(synchronize_session=False)
+    )
+    set_committed_value(conversation, "epoch", conversation.epoch + 1)
 
 
 # --- messages ----------------------------------------------------------------------------
@@ -230,8 +239,19 @@ async def context_messages(
     return list(reversed(result.all()))
 
 
-async def set_sentiment(session: AsyncSession, *, message_id: int, label: str) -> None:
-    await session.execute(update(Message).where(Message.id == message_id).values(sentiment=label))
+async def set_sentiment(
+    session: AsyncSession, *, conversation_id: int, event_id: str, label: str
+) -> None:
+    """Label the user's turn of an event."""
+    await session.execute(
+        update(Message)
+        .where(
+            Message.conversation_id == conversation_id,
+            Message.event_id == event_id,
+            Message.role == "user",
+        )
+        .values(sentiment=label)
+    )
 
 
 async def count_messages(session: AsyncSession, *, conversation_id: int | None = None) -> int:
