@@ -57,6 +57,11 @@ def _is_from_a_person(event: Payload) -> bool:
     return person and bool(event.get("user"))
 
 
+def _name(value: object) -> str | None:
+    """A display name, if the payload holds one (a forged body may put anything there)."""
+    return value if isinstance(value, str) and value else None
+
+
 def _team(payload: Payload, *fallbacks: object) -> str | None:
     """The workspace (team id) the payload came from, for allowlists and channel streaming."""
     team = payload.get("team_id") or next((f for f in fallbacks if f), None)
@@ -122,7 +127,7 @@ def command_to_incoming(payload: Payload, *, prefix: str = "") -> Incoming | Non
         event_id=command_event_id(payload),
         chat_id=channel,
         user_id=user,
-        user_name=payload.get("user_name") or None,
+        user_name=_name(payload.get("user_name")),
         text=_unescape(f"/{name[len(prefix) :]} {args}".rstrip()),
         is_private=channel.startswith("D") or payload.get("channel_name") == "directmessage",
         workspace_id=_team(payload),
@@ -150,7 +155,7 @@ def action_to_incoming(body: Payload) -> Incoming | None:
         event_id="act-" + str(body.get("trigger_id") or action.get("action_ts")),
         chat_id=str(channel),
         user_id=str(user["id"]),
-        user_name=user.get("username") or user.get("name") or None,
+        user_name=_name(user.get("username")) or _name(user.get("name")),
         text="",
         thread_id=str(thread) if thread else None,
         action=str(action["value"]),

@@ -172,6 +172,13 @@ def test_command_translation_never_raises(form: dict[str, Any]) -> None:
 @settings(max_examples=400, deadline=None, suppress_health_check=SHARED, database=None)
 @given(body=st.one_of(actions, actions, json_values))
 @example(body={"actions": {"action_id": "x"}, "channel": "C1", "user": "U1"})
+@example(  # a user name that is not text: found by this fuzzing
+    body={
+        "actions": [{"action_id": "switchboard:fb", "value": "v"}],
+        "channel": {"id": "C1"},
+        "user": {"id": "U1", "username": True},
+    }
+)
 def test_action_translation_never_raises(body: Any) -> None:
     if isinstance(body, dict):
         _check(action_to_incoming(body))
