@@ -39,6 +39,7 @@ from aiohttp import web  # noqa: E402
 from bot.compose import build_app  # noqa: E402
 from bot.migrate import upgrade  # noqa: E402
 from bot.platforms.telegram import WEBHOOK_PATH, Limits, Pacing  # noqa: E402
+from bot.runner import settle_heap  # noqa: E402
 from bot.settings import Settings  # noqa: E402
 from handlers.feedback import feedback_buttons  # noqa: E402
 from handlers.router import Command  # noqa: E402
@@ -207,6 +208,7 @@ async def run_switchboard(server: FakeTelegramServer, *, users: int, per_user: i
             generation=GenerationConfig(system_prompt="Be brief.", max_tokens=64, temperature=0),
         )
         app = build_app(settings, services=services)
+        settle_heap()  # as `switchboard run` does once started
         try:
             return await run_adapter(
                 "switchboard",
@@ -241,6 +243,8 @@ async def run_adapter(
 
 
 async def main(users: int, per_user: int) -> None:
+    # Both bots run on a settled heap, the way `switchboard run` serves (bot/runner.py).
+    settle_heap()
     server = FakeTelegramServer()
     await server.start()
     load = {"users": users, "per_user": per_user}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -71,6 +70,10 @@ class InboxMiddleware:
         self._sessions = sessions
         self._commits = commits
         self._heartbeat = heartbeat
+        # Events in progress (a count: a resumed event may briefly run twice), and the one
+        # task that keeps their heartbeats while any is left.
+        self._working: dict[tuple[str, str], int] = {}
+        self._beats: asyncio.Task[None] | None = None
 
     async def __call__(self, envelope: Envelope, call_next: Next) -> None:
         incoming = envelope.incoming
@@ -78,7 +81,7 @@ class InboxMiddleware:
             fresh = await self._commits.record_event(
                 platform=incoming.platform,
                 event_id=incoming.event_id,
-                payload=dataclasses.asdict(incoming),
+                payload=incoming.to_payload(),
                 conversation_key=inbox_order.conversation_key(*incoming.conversation_key),
             )
             if not fresh:
@@ -86,7 +89,10 @@ class InboxMiddleware:
                 envelope.duplicate = True
                 log.info("duplicate event %s:%s ignored", incoming.platform, incoming.event_id)
                 return
-        beat = asyncio.create_task(self._beat(incoming))
+        key = (incoming.platform, incoming.event_id)
+        self._working[key] = self._working.get(key, 0) + 1
+        if self._beats is None or self._beats.done():
+            self._beats = asyncio.create_task(self._beat())
         started = time.perf_counter()
         try:
             await call_next(envelope)
@@ -100,18 +106,22 @@ class InboxMiddleware:
             if INBOX_DONE not in envelope.notes:
                 await self._mark(incoming, "done", None)
         finally:
-            beat.cancel()
+            left = self._working[key] - 1
+            if left:
+                self._working[key] = left
+            else:
+                del self._working[key]
 
-    async def _beat(self, incoming: Incoming) -> None:
-        while True:
+    async def _beat(self) -> None:
+        """Every ``heartbeat`` seconds, one write touches all events in progress; ends when
+        none is left (the next event starts it again)."""
+        while self._working:
             await asyncio.sleep(self._heartbeat)
+            beats = [turns.touch_event(platform=p, event_id=e) for p, e in self._working]
             try:
-                async with unit_of_work(self._sessions) as session:
-                    await repo.touch_event(
-                        session, platform=incoming.platform, event_id=incoming.event_id
-                    )
+                await self._commits.commit(beats)
             except Exception:
-                log.warning("inbox heartbeat failed for %s", incoming.event_id, exc_info=True)
+                log.warning("inbox heartbeat of %d event(s) failed", len(beats), exc_info=True)
 
     async def _mark(self, incoming: Incoming, status: str, error: str | None) -> None:
         async with unit_of_work(self._sessions) as session:
@@ -196,6 +206,7 @@ class ConversationMiddleware:
         self._router = router
         self._engine = engine
         self._commits = commits
+        self._states = turns.States(engine)
 
     async def __call__(self, envelope: Envelope, call_next: Next) -> None:
         incoming = envelope.incoming
@@ -282,7 +293,7 @@ class ConversationMiddleware:
             "chat_id": incoming.chat_id,
             "thread_id": incoming.thread_id or "",
         }
-        state = await turns.load_state(self._engine, **where)
+        state = await self._states.load(**where)
         if state is None or (incoming.user_name and incoming.user_name != state.user.display_name):
             # A first message, or a new display name: create or update, then read again.
             await self._commits.commit(
@@ -302,7 +313,7 @@ class ConversationMiddleware:
                     ),
                 ]
             )
-            state = await turns.load_state(self._engine, **where)
+            state = await self._states.load(**where)
             if state is None:
                 return None  # removed meanwhile (/forget): the repositories sort it out
         if route.kind != "action":

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
-from typing import ClassVar, Protocol
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +53,13 @@ class Incoming:
     @property
     def conversation_key(self) -> tuple[str, str, str]:
         return (self.platform, self.chat_id, self.thread_id or "")
+
+    def to_payload(self) -> dict[str, Any]:
+        """The inbox's JSON form (read back by handlers.resume.incoming_from_payload). The
+        fields are flat, so this skips `dataclasses.asdict`'s deep copy of each one."""
+        payload = {f.name: getattr(self, f.name) for f in fields(self)}
+        payload["attachments"] = list(self.attachments)
+        return payload
 
 
 _TEXT_FIELDS = (

@@ -20,7 +20,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from sqlalchemy import Executable, func, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -45,17 +45,72 @@ class Write:
 class _Job:
     writes: Sequence[Write] = ()
     event: dict[str, Any] | None = None
-    done: asyncio.Future[bool] = field(
+    done: asyncio.Future[Any] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
 
 
-class GroupCommit:
-    def __init__(self, engine: AsyncEngine, *, max_batch: int = 200) -> None:
+class _Waiting(Protocol):
+    @property
+    def done(self) -> asyncio.Future[Any]: ...
+
+
+JobT = TypeVar("JobT", bound=_Waiting)
+
+
+class Batched(Generic[JobT]):
+    """Jobs queued while a run is in progress go into the next run together; whoever finds no
+    run in progress starts one, so a lone job runs at once. A failing run is repeated job by
+    job, so one bad job fails only its own caller."""
+
+    def __init__(self, engine: AsyncEngine, *, max_batch: int) -> None:
         self._engine = engine
         self._max_batch = max_batch
-        self._queue: list[_Job] = []
+        self._queue: list[JobT] = []
         self._flusher: asyncio.Task[None] | None = None
+
+    async def _submit(self, job: JobT) -> Any:
+        self._queue.append(job)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        # A caller cancelled meanwhile cancels only its future; the run skips or ignores it.
+        return await job.done
+
+    async def _flush(self) -> None:
+        try:
+            while self._queue:
+                batch = self._queue[: self._max_batch]
+                del self._queue[: self._max_batch]
+                try:
+                    await self._run(batch)
+                except Exception as exc:
+                    if len(batch) == 1:
+                        _fail(batch[0], exc)
+                        continue
+                    log.warning("a batch of %d store jobs failed; one by one now", len(batch))
+                    for job in batch:
+                        try:
+                            await self._run([job])
+                        except Exception as alone:
+                            _fail(job, alone)
+        finally:
+            # Cancelled (the loop is closing): nobody may wait forever.
+            for job in self._queue:
+                _fail(job, RuntimeError("the store closed before this job ran"))
+            self._queue.clear()
+
+    async def wait_idle(self) -> None:
+        """Wait until everything queued so far has run (tests, and a clean shutdown)."""
+        if self._flusher is not None:
+            await asyncio.gather(self._flusher, return_exceptions=True)
+
+    async def _run(self, batch: list[JobT]) -> None:
+        raise NotImplementedError
+
+
+class GroupCommit(Batched[_Job]):
+    def __init__(self, engine: AsyncEngine, *, max_batch: int = 200) -> None:
+        super().__init__(engine, max_batch=max_batch)
         insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
         self._postgres = engine.dialect.name == "postgresql"
         self._insert_event = (
@@ -84,48 +139,14 @@ class GroupCommit:
             "created_at": now,
             "updated_at": now,
         }
-        return await self._submit(_Job(event=row))
+        fresh: bool = await self._submit(_Job(event=row))
+        return fresh
 
     async def commit(self, writes: Sequence[Write]) -> None:
         """Write these rows in one transaction (shared with other callers); returns once
         they are committed."""
         if writes:
             await self._submit(_Job(writes=writes))
-
-    async def _submit(self, job: _Job) -> bool:
-        self._queue.append(job)
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush())
-        # A caller cancelled (shutdown) does not cancel the flush others are waiting on.
-        return await asyncio.shield(job.done)
-
-    async def _flush(self) -> None:
-        try:
-            while self._queue:
-                batch = self._queue[: self._max_batch]
-                del self._queue[: self._max_batch]
-                try:
-                    await self._run(batch)
-                except Exception as exc:
-                    if len(batch) == 1:
-                        _fail(batch[0], exc)
-                        continue
-                    log.warning("group commit of %d messages failed; one by one now", len(batch))
-                    for job in batch:
-                        try:
-                            await self._run([job])
-                        except Exception as alone:
-                            _fail(job, alone)
-        finally:
-            # Cancelled (the loop is closing): nobody may wait forever on a write.
-            for job in self._queue:
-                _fail(job, RuntimeError("the store closed before this write"))
-            self._queue.clear()
-
-    async def wait_idle(self) -> None:
-        """Wait until everything queued so far is committed (tests, and a clean shutdown)."""
-        if self._flusher is not None:
-            await asyncio.gather(self._flusher, return_exceptions=True)
 
     async def _run(self, batch: list[_Job]) -> None:
         async with self._engine.begin() as connection:
@@ -167,6 +188,6 @@ class GroupCommit:
         return {(platform, event_id): True for platform, event_id in result.all()}
 
 
-def _fail(job: _Job, exc: BaseException) -> None:
+def _fail(job: _Waiting, exc: BaseException) -> None:
     if not job.done.done():
         job.done.set_exception(exc)

@@ -84,15 +84,6 @@ async def pending_events(
     return result.all()
 
 
-async def touch_event(session: AsyncSession, *, platform: str, event_id: str) -> None:
-    """The heartbeat of an event being worked on, so no other process resumes it."""
-    await session.execute(
-        update(InboxEvent)
-        .where(InboxEvent.platform == platform, InboxEvent.event_id == event_id)
-        .values(updated_at=utcnow())
-    )
-
-
 async def claim_event(
     session: AsyncSession, *, platform: str, event_id: str, idle_since: datetime
 ) -> bool:

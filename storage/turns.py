@@ -8,55 +8,36 @@ repositories in storage/repositories.py, which this module matches row for row.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from dataclasses import dataclass, field
 from datetime import date
 from functools import cache
+from typing import Any
 
-from sqlalchemy import Executable, and_, bindparam, func, insert, select, true, update
+from sqlalchemy import (
+    Executable,
+    Integer,
+    Select,
+    String,
+    and_,
+    bindparam,
+    column,
+    func,
+    insert,
+    select,
+    update,
+    values,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import make_transient_to_detached
 
-from storage.group_commit import Write
+from storage.group_commit import Batched, Write
 from storage.models import Conversation, InboxEvent, Message, Usage, User, utcnow
 
 HISTORY_LIMIT = 200
 
 _users, _conversations, _messages = User.__table__, Conversation.__table__, Message.__table__
-
-# The user, the conversation and the current context's chat turns, newest first, in one query.
-# No row at all: the user or the conversation does not exist yet.
-_STATE = (
-    select(
-        _users.c.id,
-        _users.c.display_name,
-        _users.c.language,
-        _conversations.c.id,
-        _conversations.c.epoch,
-        _messages.c.role,
-        _messages.c.text,
-        _messages.c.event_id,
-    )
-    .select_from(
-        _users.join(_conversations, true()).outerjoin(
-            _messages,
-            and_(
-                _messages.c.conversation_id == _conversations.c.id,
-                _messages.c.epoch == _conversations.c.epoch,
-                _messages.c.kind == "chat",
-            ),
-        )
-    )
-    .where(
-        _users.c.platform == bindparam("platform"),
-        _users.c.external_id == bindparam("external_id"),
-        _conversations.c.platform == bindparam("platform"),
-        _conversations.c.chat_id == bindparam("chat_id"),
-        _conversations.c.thread_id == bindparam("thread_id"),
-    )
-    .order_by(_messages.c.id.desc())
-    .limit(HISTORY_LIMIT)
-)
 
 _ADD_MESSAGE = insert(Message)
 _MARK_EVENT = (
@@ -66,6 +47,15 @@ _MARK_EVENT = (
         InboxEvent.event_id == bindparam("match_event_id"),
     )
     .values(status=bindparam("new_status"), error=None, updated_at=bindparam("new_updated_at"))
+)
+
+_TOUCH_EVENT = (
+    update(InboxEvent)
+    .where(
+        InboxEvent.platform == bindparam("match_platform"),
+        InboxEvent.event_id == bindparam("match_event_id"),
+    )
+    .values(updated_at=bindparam("new_updated_at"))
 )
 
 
@@ -86,33 +76,131 @@ class State:
     history: list[StoredTurn]
 
 
-async def load_state(
-    engine: AsyncEngine, *, platform: str, external_id: str, chat_id: str, thread_id: str
-) -> State | None:
-    params = {
-        "platform": platform,
-        "external_id": external_id,
-        "chat_id": chat_id,
-        "thread_id": thread_id,
-    }
-    async with engine.connect() as connection:
-        rows = (await connection.execute(_STATE, params)).all()
+@dataclass(slots=True)
+class _Wanted:
+    platform: str
+    external_id: str
+    chat_id: str
+    thread_id: str
+    done: asyncio.Future[State | None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+class States(Batched[_Wanted]):
+    """Reads who is talking and what was said, for every message arriving together in one
+    query: a query's round trips through the driver cost more than the rows it reads."""
+
+    def __init__(self, engine: AsyncEngine, *, max_batch: int = 200) -> None:
+        super().__init__(engine, max_batch=max_batch)
+
+    async def load(
+        self, *, platform: str, external_id: str, chat_id: str, thread_id: str
+    ) -> State | None:
+        """None when the user or the conversation does not exist yet."""
+        state: State | None = await self._submit(_Wanted(platform, external_id, chat_id, thread_id))
+        return state
+
+    async def _run(self, batch: list[_Wanted]) -> None:
+        async with self._engine.connect() as connection:
+            rows = (await connection.execute(_states_query(batch))).all()
+        found: dict[int, list[Any]] = {}
+        for row in rows:
+            found.setdefault(row.k, []).append(row)
+        for k, wanted in enumerate(batch):
+            if not wanted.done.done():
+                wanted.done.set_result(_state(wanted, found.get(k)))
+
+
+def _states_query(batch: list[_Wanted]) -> Select[Any]:
+    """Per wanted message (k): the user, the conversation and the newest HISTORY_LIMIT chat
+    turns of its current epoch, oldest first; no row for k when either does not exist."""
+    wanted = (
+        values(
+            column("k", Integer),
+            column("platform", String),
+            column("external_id", String),
+            column("chat_id", String),
+            column("thread_id", String),
+            name="wanted",
+        )
+        .data([(k, w.platform, w.external_id, w.chat_id, w.thread_id) for k, w in enumerate(batch)])
+        .cte("wanted")
+    )
+    found = (
+        select(
+            wanted.c.k,
+            _users.c.id.label("user_id"),
+            _users.c.display_name,
+            _users.c.language,
+            _conversations.c.id.label("conversation_id"),
+            _conversations.c.epoch,
+        )
+        .join(
+            _users,
+            and_(
+                _users.c.platform == wanted.c.platform,
+                _users.c.external_id == wanted.c.external_id,
+            ),
+        )
+        .join(
+            _conversations,
+            and_(
+                _conversations.c.platform == wanted.c.platform,
+                _conversations.c.chat_id == wanted.c.chat_id,
+                _conversations.c.thread_id == wanted.c.thread_id,
+            ),
+        )
+        .cte("found")
+    )
+    newest_first = func.row_number().over(partition_by=found.c.k, order_by=_messages.c.id.desc())
+    turns = (
+        select(
+            found.c.k,
+            _messages.c.id,
+            _messages.c.role,
+            _messages.c.text,
+            _messages.c.event_id,
+            newest_first.label("rank"),
+        )
+        .join(
+            _messages,
+            and_(
+                _messages.c.conversation_id == found.c.conversation_id,
+                _messages.c.epoch == found.c.epoch,
+                _messages.c.kind == "chat",
+            ),
+        )
+        .subquery("turns")
+    )
+    return (
+        select(found, turns.c.role, turns.c.text, turns.c.event_id)
+        .outerjoin(turns, and_(turns.c.k == found.c.k, turns.c.rank <= HISTORY_LIMIT))
+        .order_by(found.c.k, turns.c.id)
+    )
+
+
+def _state(wanted: _Wanted, rows: list[Any] | None) -> State | None:
     if not rows:
         return None
-    user_id, display_name, language, conversation_id, epoch = rows[0][:5]
+    first = rows[0]
     user = User(
-        id=user_id,
-        platform=platform,
-        external_id=external_id,
-        display_name=display_name,
-        language=language,
+        id=first.user_id,
+        platform=wanted.platform,
+        external_id=wanted.external_id,
+        display_name=first.display_name,
+        language=first.language,
     )
     conversation = Conversation(
-        id=conversation_id, platform=platform, chat_id=chat_id, thread_id=thread_id, epoch=epoch
+        id=first.conversation_id,
+        platform=wanted.platform,
+        chat_id=wanted.chat_id,
+        thread_id=wanted.thread_id,
+        epoch=first.epoch,
     )
     make_transient_to_detached(user)
     make_transient_to_detached(conversation)
-    history = [StoredTurn(row[5], row[6], row[7]) for row in reversed(rows) if row[5] is not None]
+    history = [StoredTurn(r.role, r.text, r.event_id) for r in rows if r.role is not None]
     return State(user, conversation, history)
 
 
@@ -189,6 +277,14 @@ def mark_event(*, platform: str, event_id: str, status: str) -> Write:
             "new_status": status,
             "new_updated_at": utcnow(),
         },
+    )
+
+
+def touch_event(*, platform: str, event_id: str) -> Write:
+    """The heartbeat of an event being worked on, so no other process resumes it."""
+    return Write(
+        _TOUCH_EVENT,
+        {"match_platform": platform, "match_event_id": event_id, "new_updated_at": utcnow()},
     )
 
 

@@ -81,9 +81,9 @@ async def test_each_message_writes_stay_atomic_when_one_fails(engine: AsyncEngin
 
 
 async def test_known_user_path_matches_the_repositories(engine: AsyncEngine) -> None:
-    commits = GroupCommit(engine)
+    commits, states = GroupCommit(engine), turns.States(engine)
     where = {"platform": "telegram", "external_id": "7", "chat_id": "-100", "thread_id": "5"}
-    assert await turns.load_state(engine, **where) is None
+    assert await states.load(**where) is None
     await commits.commit(
         [
             turns.ensure_user(
@@ -92,7 +92,7 @@ async def test_known_user_path_matches_the_repositories(engine: AsyncEngine) -> 
             turns.ensure_conversation(engine, platform="telegram", chat_id="-100", thread_id="5"),
         ]
     )
-    state = await turns.load_state(engine, **where)
+    state = await states.load(**where)
     assert state is not None and state.history == []
     assert (state.user.display_name, state.user.language, state.conversation.epoch) == (
         "Ada",
@@ -112,7 +112,7 @@ async def test_known_user_path_matches_the_repositories(engine: AsyncEngine) -> 
                 )
             ]
         )
-    state = await turns.load_state(engine, **where)
+    state = await states.load(**where)
     assert state is not None
     assert (state.user.display_name, state.user.language) == ("Ada L.", "en")
     assert await count(engine, User.id) == 1
@@ -135,7 +135,7 @@ async def test_known_user_path_matches_the_repositories(engine: AsyncEngine) -> 
             ),
         ]
     )
-    state = await turns.load_state(engine, **where)
+    state = await states.load(**where)
     assert state is not None
     assert [(t.role, t.text) for t in state.history] == [("user", "hi"), ("assistant", "hello")]
     # The repositories see the same context, and /reset works on the detached conversation.
@@ -145,7 +145,7 @@ async def test_known_user_path_matches_the_repositories(engine: AsyncEngine) -> 
         assert [m.text for m in stored] == ["hi", "hello"]
         await repo.start_new_context(session, conversation=conversation)
     assert conversation.epoch == 1
-    state = await turns.load_state(engine, **where)
+    state = await states.load(**where)
     assert state is not None and state.history == [] and state.conversation.epoch == 1
 
 
@@ -183,3 +183,58 @@ async def test_marking_an_event_done(engine: AsyncEngine) -> None:
     async with unit_of_work(session_factory(engine)) as session:
         assert await repo.pending_events(session) == []
     assert await count(engine, InboxEvent.id, InboxEvent.status == "done") == 1
+
+
+async def test_states_of_messages_arriving_together_come_from_one_query(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(turns, "HISTORY_LIMIT", 3)
+    commits, states = GroupCommit(engine), turns.States(engine)
+    setup: list[Write] = []
+    for chat in ("A", "B"):
+        setup.append(
+            turns.ensure_conversation(engine, platform="slack", chat_id=chat, thread_id="")
+        )
+    for person in ("U1", "U2"):
+        setup.append(
+            turns.ensure_user(
+                engine, platform="slack", external_id=person, display_name=person, language=None
+            )
+        )
+    await commits.commit(setup)
+    a = await states.load(platform="slack", external_id="U1", chat_id="A", thread_id="")
+    b = await states.load(platform="slack", external_id="U1", chat_id="B", thread_id="")
+    assert a is not None and b is not None
+    await commits.commit(
+        [
+            turns.add_message(conversation=a.conversation, role="user", text=f"a{i}", kind="chat")
+            for i in range(5)
+        ]
+        + [turns.add_message(conversation=b.conversation, role="user", text="b0", kind="chat")]
+    )
+    asked = [
+        ("U1", "A"),
+        ("U2", "A"),  # two people in one chat
+        ("U1", "B"),
+        ("U3", "A"),  # nobody yet
+        ("U1", "C"),  # no such chat yet
+    ]
+    loaded = await asyncio.gather(
+        *(
+            states.load(platform="slack", external_id=who, chat_id=chat, thread_id="")
+            for who, chat in asked
+        )
+    )
+    seen = [
+        None
+        if s is None
+        else (s.user.external_id, s.conversation.chat_id, [t.text for t in s.history])
+        for s in loaded
+    ]
+    assert seen == [
+        ("U1", "A", ["a2", "a3", "a4"]),  # the newest three, oldest first
+        ("U2", "A", ["a2", "a3", "a4"]),
+        ("U1", "B", ["b0"]),
+        None,
+        None,
+    ]
