@@ -27,7 +27,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from storage import inbox_order
-from storage.models import InboxEvent, utcnow
+from storage.models import InboxEvent
+from storage.repositories import inbox_row
 
 log = logging.getLogger(__name__)
 
@@ -128,17 +129,7 @@ class GroupCommit(Batched[_Job]):
         conversation_key: str | None = None,
     ) -> bool:
         """Store an incoming event as pending; False when this event id was seen before."""
-        now = utcnow()
-        row = {
-            "platform": platform,
-            "event_id": event_id,
-            "conversation_key": conversation_key,
-            "payload": payload,
-            "status": "pending",
-            "attempts": 1,
-            "created_at": now,
-            "updated_at": now,
-        }
+        row = inbox_row(platform, event_id, payload, conversation_key)
         fresh: bool = await self._submit(_Job(event=row))
         return fresh
 

@@ -40,21 +40,26 @@ async def record_event(
     """
     if conversation_key is not None:
         await inbox_order.lock_conversation(session, key=conversation_key)
-    now = utcnow()
     return await _insert_ignore(
-        session,
-        InboxEvent,
-        {
-            "platform": platform,
-            "event_id": event_id,
-            "conversation_key": conversation_key,
-            "payload": payload,
-            "status": "pending",
-            "attempts": 1,
-            "created_at": now,
-            "updated_at": now,
-        },
+        session, InboxEvent, inbox_row(platform, event_id, payload, conversation_key)
     )
+
+
+def inbox_row(
+    platform: str, event_id: str, payload: dict[str, Any], conversation_key: str | None
+) -> dict[str, Any]:
+    """A new pending inbox event (also group-committed: storage/group_commit.py)."""
+    now = utcnow()
+    return {
+        "platform": platform,
+        "event_id": event_id,
+        "conversation_key": conversation_key,
+        "payload": payload,
+        "status": "pending",
+        "attempts": 1,
+        "created_at": now,
+        "updated_at": now,
+    }
 
 
 async def mark_event(
