@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
-from sqlalchemy import Executable, func, select
+from sqlalchemy import ARRAY, Executable, Integer, bindparam, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -31,6 +31,13 @@ from storage.models import InboxEvent
 from storage.repositories import inbox_row
 
 log = logging.getLogger(__name__)
+
+# PostgreSQL: the advisory locks of a batch's conversations in one statement, in key order
+# (the sorted subquery feeds the locking projection row by row).
+_LOCK_ALL = text(
+    "SELECT count(pg_advisory_xact_lock(:namespace, k))"
+    " FROM (SELECT unnest(:keys) AS k ORDER BY 1) AS keys"
+).bindparams(bindparam("keys", type_=ARRAY(Integer)), bindparam("namespace", type_=Integer))
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,9 +174,9 @@ class GroupCommit(Batched[_Job]):
             keys = sorted(
                 {inbox_order.lock_id(k) for r in rows if (k := r["conversation_key"]) is not None}
             )
-            for key in keys:
+            if keys:
                 await connection.execute(
-                    select(func.pg_advisory_xact_lock(inbox_order.NAMESPACE, key))
+                    _LOCK_ALL, {"namespace": inbox_order.NAMESPACE, "keys": keys}
                 )
         # The same update twice in one batch (a fast redelivery): the first one is the event.
         unique: dict[tuple[str, str], dict[str, Any]] = {}
