@@ -85,6 +85,16 @@ class _Index:
     dim: int
 
 
+def calibrated_threshold(embedder: Embedder, kind: str) -> float:
+    """The answer threshold for ``kind`` ("faq" or "passage") calibrated for this embedder
+    (``minilm-intents`` has its own), or the one calibrated for the plain MiniLM."""
+    own = getattr(embedder, f"{kind}_threshold", None)
+    return float(own) if isinstance(own, float) else _PLAIN_THRESHOLDS[kind]
+
+
+_PLAIN_THRESHOLDS = {"faq": FAQ_THRESHOLD, "passage": PASSAGE_THRESHOLD}
+
+
 def content_hash(data: bytes) -> str:
     return hashlib.sha256(CHUNKER_VERSION + data).hexdigest()
 
@@ -110,12 +120,16 @@ class KnowledgeBase:
         embedder: Embedder,
         *,
         config: RetrievalConfig | None = None,
-        faq_threshold: float = FAQ_THRESHOLD,
-        passage_threshold: float = PASSAGE_THRESHOLD,
+        faq_threshold: float | None = None,
+        passage_threshold: float | None = None,
     ) -> None:
         self.embedder = embedder
         self.config = config or RetrievalConfig()
-        self.thresholds = {"faq": faq_threshold, "passage": passage_threshold}
+        given = {"faq": faq_threshold, "passage": passage_threshold}
+        self.thresholds = {
+            kind: calibrated_threshold(embedder, kind) if value is None else value
+            for kind, value in given.items()
+        }
         self._index: _Index | None = None
         self._lock = asyncio.Lock()
 
@@ -204,10 +218,9 @@ class KnowledgeBase:
         hits = []
         for group in groups:
             source = index.sources[group.row]
-            threshold = self.thresholds.get(source.kind, PASSAGE_THRESHOLD)
-            hits.append(
-                Hit(source, group.similarity, group.confidence, group.confidence >= threshold)
-            )
+            threshold = self.thresholds.get(source.kind, self.thresholds["passage"])
+            confidence = group.faq_confidence if source.kind == "faq" else group.confidence
+            hits.append(Hit(source, group.similarity, confidence, confidence >= threshold))
         return hits
 
     async def query_vector(

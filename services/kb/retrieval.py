@@ -14,7 +14,11 @@ than plain nearest-neighbour:
 
 Whether to answer at all is a separate decision: ``confidence`` is the best plain cosine to a
 row of the chosen group, minus half of how close that group's own rows usually are to each
-other (a tight group demands a closer match than a loose one).
+other (a tight group demands a closer match than a loose one). An FAQ match also counts half
+of its *margin*, how much closer the chosen answer is than the next best answer: a question
+that sits between two answers is usually about neither (held-out training intents showed it,
+services/kb/calibration.py). Passages do not: neighbouring passages of one document often
+match about equally well, and that says nothing against them.
 """
 
 from __future__ import annotations
@@ -30,13 +34,16 @@ from services.kb.index import DenseIndex, LexicalIndex, top_k
 # How close rows of a group of one are assumed to be to their siblings: about the median of
 # the multi-row groups of the training sets (banking77, HINT3).
 TYPICAL_DEFAULT = 0.8
-# Calibrated answer thresholds on ``confidence``, from `python bench/eval_qa.py` (training and
-# dev splits only): FAQ-style matches by cross-validation on the HINT3 train sets with held-out
-# intents as out-of-scope; passages on SubjQA electronics dev (question vs review sentences),
-# whose accuracy curve is flat, so the lowest threshold within a point of the best is kept:
-# a quoted passage shows its source, which makes a weak match cheaper than a refusal.
-FAQ_THRESHOLD = 0.30
+# Calibrated answer thresholds on ``confidence``, for the plain MiniLM, from
+# `python bench/eval_qa.py` (training and dev splits only): FAQ-style matches by
+# cross-validation on the HINT3 train sets with held-out intents as out-of-scope (see
+# services/kb/calibration.py; the ``minilm-intents`` embedder ships its own); passages on
+# SubjQA electronics dev (question vs review sentences), whose accuracy curve is flat, so the
+# lowest threshold within a point of the best is kept: a quoted passage shows its source,
+# which makes a weak match cheaper than a refusal.
+FAQ_THRESHOLD = 0.42
 PASSAGE_THRESHOLD = -0.067
+MARGIN_GROUPS = 5  # the margin of a group is over the best of the other top groups
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +55,7 @@ class RetrievalConfig:
     lexical_weight: float = 0.1
     prototype_weight: float = 0.5
     typical_weight: float = 0.5
+    margin_weight: float = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +67,7 @@ class GroupHit:
     vote: float  # share of the neighbours' weight, 0..1
     similarity: float  # best plain cosine between the query and a row of the group
     confidence: float  # similarity minus the group's typical tightness (see module doc)
+    faq_confidence: float  # confidence plus a share of the margin over the next group
 
 
 class Retriever:
@@ -150,18 +159,23 @@ class Retriever:
             votes[group] = votes.get(group, 0.0) + weight
             best_row.setdefault(group, int(row))
         total = sum(votes.values()) or 1.0
-        ranked = sorted(votes, key=lambda g: -votes[g])[:k]  # stable: ties keep score order
+        # A few groups beyond k, so that the margin does not depend on how many hits are asked.
+        ranked = sorted(votes, key=lambda g: -votes[g])[: max(k, MARGIN_GROUPS)]  # stable
+        similarities = [float((self.raw.vectors[self._members[g]] @ query).max()) for g in ranked]
         hits = []
-        for group in ranked:
-            members = self._members[group]
-            similarity = float((self.raw.vectors[members] @ query).max())
+        for position, group in enumerate(ranked[:k]):
+            similarity = similarities[position]
+            others = similarities[:position] + similarities[position + 1 :]
+            margin = similarity - max(others, default=0.0)
+            confidence = similarity - config.typical_weight * float(self.typical[group])
             hits.append(
                 GroupHit(
                     group=int(self._labels[group]),
                     row=best_row[group],
                     vote=votes[group] / total,
                     similarity=similarity,
-                    confidence=similarity - config.typical_weight * float(self.typical[group]),
+                    confidence=confidence,
+                    faq_confidence=confidence + config.margin_weight * margin,
                 )
             )
         return hits

