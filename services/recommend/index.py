@@ -181,4 +181,3 @@ def decode_embeddings(rows: list[bytes | None]) -> FloatArray:
         if row and len(row) == width * 4:
             matrix[i] = np.frombuffer(row, dtype="<f4")
     return matrix
-
