@@ -42,11 +42,10 @@ from services.providers.local_embeddings import (
     INTENTS_MODEL,
     INTENTS_WEIGHTS,
     EncoderAdapterConfig,
-    add_encoder_lora,
     load_sentence_model,
     read_adapter_config,
-    save_encoder_adapter,
 )
+from services.providers.local_sentiment import add_lora, save_adapter
 
 ROOT = Path(__file__).resolve().parent.parent
 BOTS = ("sofmattress", "curekart", "powerplay11")
@@ -185,7 +184,7 @@ def build(config: EncoderAdapterConfig) -> tuple[Any, Any]:
 
     tokenizer = AutoTokenizer.from_pretrained(minilm_path())
     model = AutoModel.from_pretrained(minilm_path())
-    add_encoder_lora(model, config)
+    add_lora(model, config)
     return tokenizer, model
 
 
@@ -293,14 +292,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.phase in ("dev", "both") and threshold is None:
         split = dev_split(sets, seed=args.seed)
         _, model = train(split.train, args, config=config, label="dev")
-        save_encoder_adapter(model, dev_adapter, config=config)
+        save_adapter(model, dev_adapter, config=config)
         threshold = calibrate(dev_adapter, split.folds)
     if args.phase == "calibrate":
         threshold = calibrate(dev_adapter, dev_split(sets, seed=args.seed).folds)
         store_threshold(args.out, threshold)
     if args.phase in ("final", "both"):
         _, model = train(sets, args, config=config, label="final")
-        save_encoder_adapter(model, args.out, config=replace(config, faq_threshold=threshold))
+        save_adapter(model, args.out, config=replace(config, faq_threshold=threshold))
         size = args.out.stat().st_size / 1e6
         print(f"wrote {args.out} ({size:.2f} MB), FAQ threshold {threshold}")
     print(f"{(time.perf_counter() - started) / 60:.1f} min")

@@ -341,7 +341,8 @@ class ConversationMiddleware:
     async def _accept(
         self, envelope: Envelope, route: Route
     ) -> tuple[User, Conversation, list[Turn]]:
-        """Everything else: a new user or conversation, a new display name, a resumed event."""
+        """Through the repositories: a resumed event (its user turn may be stored already), or a
+        user removed (/forget) between `_accept_known`'s write and its read."""
         incoming = envelope.incoming
         async with unit_of_work(self._sessions) as session:
             user = await repo.get_or_create_user(

@@ -68,65 +68,20 @@ class EncoderAdapterConfig:
 
 
 def read_adapter_config(path: Path) -> EncoderAdapterConfig:
-    from safetensors import safe_open
+    from services.providers.local_sentiment import adapter_metadata
 
-    with safe_open(str(path), framework="pt") as handle:
-        return EncoderAdapterConfig.from_metadata(handle.metadata())
-
-
-def add_encoder_lora(encoder: Any, config: EncoderAdapterConfig) -> None:
-    """Freeze ``encoder`` (a transformers BERT), add LoRA to its target linears; the LoRA
-    matrices and the LayerNorms are what trains."""
-    from torch import nn
-
-    from services.providers.local_sentiment import AdapterConfig, add_lora
-
-    add_lora(
-        encoder,
-        AdapterConfig(
-            rank=config.rank, alpha=config.alpha, targets=config.targets, dropout=config.dropout
-        ),
-    )
-    for module in encoder.modules():
-        if isinstance(module, nn.LayerNorm):
-            module.requires_grad_(True)
-
-
-def adapter_tensors(encoder: Any) -> dict[str, Any]:
-    """The trainable tensors only: what the committed adapter file holds."""
-    return {
-        name: param.detach().cpu().contiguous()
-        for name, param in encoder.named_parameters()
-        if param.requires_grad
-    }
-
-
-def save_encoder_adapter(encoder: Any, path: Path, *, config: EncoderAdapterConfig) -> None:
-    from safetensors.torch import save_file
-
-    # fp16 halves the file; the adapter's values are small and lose nothing measurable.
-    tensors = {name: t.half() for name, t in adapter_tensors(encoder).items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(path), metadata=config.to_metadata())
+    return EncoderAdapterConfig.from_metadata(adapter_metadata(path))
 
 
 def apply_encoder_adapter(encoder: Any, path: Path) -> EncoderAdapterConfig:
     """Load the adapter at ``path`` into ``encoder`` (a transformers BERT) and merge it, so
-    inference costs exactly what the plain model costs."""
-    from safetensors.torch import load_file
-
-    from services.providers.local_sentiment import merge_lora
+    inference costs exactly what the plain model costs. Train one with the same LoRA
+    (`local_sentiment.add_lora`) and save it with `local_sentiment.save_adapter`."""
+    from services.providers.local_sentiment import add_lora, load_adapter
 
     config = read_adapter_config(path)
-    add_encoder_lora(encoder, config)
-    tensors = load_file(str(path))
-    expected = set(adapter_tensors(encoder))
-    if set(tensors) != expected:
-        missing = sorted(expected - set(tensors))[:3]
-        unknown = sorted(set(tensors) - expected)[:3]
-        raise ValueError(f"{path.name} does not fit: missing {missing}, unknown {unknown}")
-    encoder.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=False)
-    merge_lora(encoder)
+    add_lora(encoder, config)
+    load_adapter(encoder, path)
     encoder.requires_grad_(False)
     return config
 

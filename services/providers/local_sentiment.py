@@ -18,7 +18,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -85,8 +85,24 @@ class LoRALinear(nn.Module):
         return self.base
 
 
-def add_lora(encoder: nn.Module, config: AdapterConfig) -> int:
-    """Freeze ``encoder`` and wrap each linear layer whose last name part is a target."""
+class LoRAConfig(Protocol):
+    """What `add_lora` and `save_adapter` need of an adapter's config (the sentiment
+    classifier's `AdapterConfig`, or the intents encoder's in local_embeddings.py)."""
+
+    @property
+    def rank(self) -> int: ...
+    @property
+    def alpha(self) -> float: ...
+    @property
+    def targets(self) -> tuple[str, ...]: ...
+    @property
+    def dropout(self) -> float: ...
+    def to_metadata(self) -> dict[str, str]: ...
+
+
+def add_lora(encoder: nn.Module, config: LoRAConfig) -> int:
+    """Freeze ``encoder`` and wrap each linear layer whose last name part is a target. Its
+    LayerNorms train too: few parameters, and they let the adapted layers rescale their outputs."""
     encoder.requires_grad_(False)
     wrapped = 0
     for module in list(encoder.modules()):
@@ -97,6 +113,9 @@ def add_lora(encoder: nn.Module, config: AdapterConfig) -> int:
                 )
                 setattr(module, child_name, lora)
                 wrapped += 1
+    for module in encoder.modules():
+        if isinstance(module, nn.LayerNorm):
+            module.requires_grad_(True)
     return wrapped
 
 
@@ -134,10 +153,6 @@ def build_minilm_classifier(config: AdapterConfig) -> tuple[Any, MiniLMClassifie
     tokenizer = AutoTokenizer.from_pretrained(source)
     encoder = AutoModel.from_pretrained(source)
     add_lora(encoder, config)
-    # LayerNorms are few parameters and let the adapted layers rescale their outputs.
-    for module in encoder.modules():
-        if isinstance(module, nn.LayerNorm):
-            module.requires_grad_(True)
     hidden = int(encoder.config.hidden_size)
     model = MiniLMClassifier(encoder, hidden, num_labels=len(config.labels), dropout=config.dropout)
     return tokenizer, model
@@ -152,7 +167,7 @@ def adapter_state(model: nn.Module) -> dict[str, torch.Tensor]:
     }
 
 
-def save_adapter(model: nn.Module, path: Path, *, config: AdapterConfig) -> None:
+def save_adapter(model: nn.Module, path: Path, *, config: LoRAConfig) -> None:
     from safetensors.torch import save_file
 
     # fp16 halves the file; the adapter's values are small and lose nothing measurable.
@@ -161,14 +176,19 @@ def save_adapter(model: nn.Module, path: Path, *, config: AdapterConfig) -> None
     save_file(tensors, str(path), metadata=config.to_metadata())
 
 
-def load_adapter_classifier(path: Path) -> tuple[Any, MiniLMClassifier, AdapterConfig]:
-    """Packaged MiniLM plus the adapter at ``path``, LoRA merged, in eval mode."""
+def adapter_metadata(path: Path) -> dict[str, str] | None:
     from safetensors import safe_open
-    from safetensors.torch import load_file
 
     with safe_open(str(path), framework="pt") as handle:
-        config = AdapterConfig.from_metadata(handle.metadata())
-    tokenizer, model = build_minilm_classifier(config)
+        metadata: dict[str, str] | None = handle.metadata()
+    return metadata
+
+
+def load_adapter(model: nn.Module, path: Path) -> None:
+    """The adapter tensors at ``path`` into ``model`` (its LoRA already added), then merged,
+    so inference costs exactly what the plain model costs."""
+    from safetensors.torch import load_file
+
     tensors = load_file(str(path))
     expected = set(adapter_state(model))
     if set(tensors) != expected:
@@ -177,6 +197,13 @@ def load_adapter_classifier(path: Path) -> tuple[Any, MiniLMClassifier, AdapterC
         raise ValueError(f"{path.name} does not fit: missing {missing}, unknown {unknown}")
     model.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=False)
     merge_lora(model)
+
+
+def load_adapter_classifier(path: Path) -> tuple[Any, MiniLMClassifier, AdapterConfig]:
+    """Packaged MiniLM plus the adapter at ``path``, LoRA merged, in eval mode."""
+    config = AdapterConfig.from_metadata(adapter_metadata(path))
+    tokenizer, model = build_minilm_classifier(config)
+    load_adapter(model, path)
     return tokenizer, model.eval(), config
 
 

@@ -16,12 +16,11 @@ from services.providers.local_embeddings import (
     INTENTS_WEIGHTS,
     EncoderAdapterConfig,
     LocalEmbedder,
-    add_encoder_lora,
     apply_encoder_adapter,
     load_sentence_model,
     read_adapter_config,
-    save_encoder_adapter,
 )
+from services.providers.local_sentiment import add_lora, save_adapter
 from tests.fakes.kb_embedder import HashingEmbedder
 
 
@@ -43,9 +42,9 @@ def test_an_untrained_adapter_leaves_the_embeddings_unchanged(tmp_path: Path) ->
     plain = load_sentence_model("all-minilm-l6-v2", models_dir=tmp_path, device="cpu")
     trainee = load_sentence_model("all-minilm-l6-v2", models_dir=tmp_path, device="cpu")
     config = EncoderAdapterConfig(rank=2, faq_threshold=0.5)
-    add_encoder_lora(trainee[0].auto_model, config)  # LoRA's B starts at zero
+    add_lora(trainee[0].auto_model, config)  # LoRA's B starts at zero
     path = tmp_path / "adapter.safetensors"
-    save_encoder_adapter(trainee[0].auto_model, path, config=config)
+    save_adapter(trainee[0].auto_model, path, config=config)
     adapted = load_sentence_model(INTENTS_MODEL, models_dir=tmp_path, device="cpu", adapter=path)
     texts = ["Where is my card?", "I want a refund"]
     alone = plain.encode(texts, normalize_embeddings=True)
@@ -56,9 +55,9 @@ def test_an_untrained_adapter_leaves_the_embeddings_unchanged(tmp_path: Path) ->
 
 def test_an_adapter_for_another_shape_is_refused(tmp_path: Path) -> None:
     trainee = load_sentence_model("all-minilm-l6-v2", models_dir=tmp_path, device="cpu")
-    add_encoder_lora(trainee[0].auto_model, EncoderAdapterConfig(rank=2))
+    add_lora(trainee[0].auto_model, EncoderAdapterConfig(rank=2))
     path = tmp_path / "adapter.safetensors"
-    save_encoder_adapter(trainee[0].auto_model, path, config=EncoderAdapterConfig(rank=4))
+    save_adapter(trainee[0].auto_model, path, config=EncoderAdapterConfig(rank=4))
     with pytest.raises(RuntimeError, match="size mismatch"):
         apply_encoder_adapter(
             load_sentence_model("all-minilm-l6-v2", models_dir=tmp_path, device="cpu")[
