@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -54,9 +55,15 @@ class Destination:
 
 @dataclass(slots=True)
 class StreamSupport:
-    """Whether chat.startStream works here; the first refusal switches it off for good."""
+    """Whether chat.startStream works here; the first refusal switches it off for good.
+
+    Until one call has succeeded or been refused, answers that start together take turns at
+    chat.startStream, so a workspace that refuses it is asked once, not once per answer.
+    """
 
     native: bool = True
+    known: bool = False
+    probe: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 class StreamWriter:
@@ -100,19 +107,36 @@ class StreamWriter:
             await post_message(self._client, self._dest, message)
 
     async def _open(self, text: str) -> None:
-        if self._native:
-            try:
-                await self._start(text[:APPEND_CHARS])
-                await self._append(text)
-                return
-            except SlackApiError as exc:
-                log.info(
-                    "chat.startStream refused (%s); streaming with chat.update instead",
-                    exc.response.get("error"),
-                )
-                self._support.native = self._native = False
+        if self._native and await self._started(text[:APPEND_CHARS]):
+            await self._append(text)
+            return
+        self._native = False
         preview = to_messages(text)[:1] or [SlackMessage(text, ())]
         self._ts = await post_message(self._client, self._dest, preview[0])
+
+    async def _started(self, text: str) -> bool:
+        """Opens a native stream; False when this workspace refuses them."""
+        support = self._support
+        if support.known:
+            return support.native and await self._start_or_refuse(text)
+        async with support.probe:
+            if not support.native:
+                return False
+            started = await self._start_or_refuse(text)
+            support.known = True
+            return started
+
+    async def _start_or_refuse(self, text: str) -> bool:
+        try:
+            await self._start(text)
+        except SlackApiError as exc:
+            log.info(
+                "chat.startStream refused (%s); streaming with chat.update instead",
+                exc.response.get("error"),
+            )
+            self._support.native = False
+            return False
+        return True
 
     async def _start(self, text: str) -> None:
         response = await self._client.chat_startStream(
