@@ -8,7 +8,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from bot import kb_cli, shop_cli
+from bot import handoff_cli, kb_cli, shop_cli
 from bot.settings import Settings
 
 log = logging.getLogger("switchboard")
@@ -74,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
         "--lazy", action="store_true", help="load each model on its first request, not at start"
     )
     kb_cli.add_parser(commands)  # knowledge base (issue 6)
+    handoff_cli.add_parser(commands)
     shop_cli.add_parsers(commands)  # catalog, purchases, eval recommend (issue 7)
     return parser
 
@@ -161,6 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _upgrade(settings)
         if args.command == "kb":  # knowledge base (issue 6)
             return asyncio.run(kb_cli.run(settings, args))
+        if args.command == "handoffs":
+            return asyncio.run(handoff_cli.run(settings, args))
         if args.command in ("catalog", "purchases"):  # issue 7
             return asyncio.run(shop_cli.run(settings, args))
         if args.command == "chat":

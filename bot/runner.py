@@ -112,15 +112,23 @@ async def run_platforms(settings: Settings, platforms: list[Platform]) -> int:
     ]
     log.info("started: %s", ", ".join(p.name for p in platforms))
     settle_heap()
-    resumer = asyncio.create_task(
-        _resume_forever(app, platforms, every=max(1.0, settings.inbox_resume_after / 2))
-    )
+    background: list[asyncio.Task[None]] = [
+        asyncio.create_task(
+            _resume_forever(app, platforms, every=max(1.0, settings.inbox_resume_after / 2))
+        )
+    ]
+    if settings.handoff_webhook_url is not None:
+        from bot.handoff_desk import HandoffDesk
+
+        desk = HandoffDesk(app.sessions, settings.handoff_webhook_url.get_secret_value())
+        background.append(asyncio.create_task(desk.run_forever()))
     waiter: asyncio.Task[object] = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait([*tasks, waiter], return_when=asyncio.FIRST_COMPLETED)
     # Graceful stop: take no new events, let those in flight finish for a bounded time; what
     # is cut off stays pending in the inbox and is answered after the restart.
     log.info("stopping: %d message(s) in flight", app.dispatcher.in_flight)
-    resumer.cancel()
+    for job in background:
+        job.cancel()
     for platform in platforms:
         await platform.stop()
     cancelled = await app.dispatcher.drain(grace=settings.shutdown_grace)
@@ -128,7 +136,7 @@ async def run_platforms(settings: Settings, platforms: list[Platform]) -> int:
         log.warning("%d message(s) re-queued for the next start", cancelled)
     for task in tasks:
         task.cancel()
-    await asyncio.gather(*tasks, resumer, return_exceptions=True)
+    await asyncio.gather(*tasks, *background, return_exceptions=True)
     waiter.cancel()
     await http.stop()
     await app.close()

@@ -131,6 +131,9 @@ class Settings(BaseSettings):
     # zhipuai) can, the local default (SmolLM2-135M) cannot, so its QA answers are quoted.
     text_model_capable: bool | None = None
     qa_top_k: int = Field(default=4, ge=1, le=20)
+    # Where "Ask a person" hand-offs are POSTed as JSON (a help desk or a chat incoming
+    # webhook); unset: they are only stored, for `switchboard handoffs`. Often holds a token.
+    handoff_webhook_url: SecretStr | None = None
 
     # HTTP app
     http_host: str = "127.0.0.1"
@@ -145,6 +148,7 @@ class Settings(BaseSettings):
         "openai_api_key",
         "zhipuai_api_key",
         "model_host_api_key",
+        "handoff_webhook_url",
         mode="before",
     )
     @classmethod
@@ -198,5 +202,6 @@ class Settings(BaseSettings):
             self.openai_api_key,
             self.zhipuai_api_key,
             self.model_host_api_key,
+            self.handoff_webhook_url,
         ]
         return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]

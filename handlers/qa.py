@@ -17,6 +17,7 @@ from handlers.types import Button, Reply
 from services.qa.answer import DONT_KNOW, Generate, Quote, Unknown, plan_answer
 from services.qa.standalone import standalone_question
 from storage import repositories as repo
+from storage.handoffs import asked_question, request_handoff
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,10 @@ NO_KB = (
     "Ask me anything else, or try again later."
 )
 EMPTY_KB = "The knowledge base is empty: an administrator adds documents with `switchboard kb add`."
-HANDED_OFF = "Done: I've passed your question to a person. They will answer in this chat."
+HANDED_OFF = "Done: I've passed your question to a person on the support team."
+ALREADY_HANDED_OFF = "This question is already with the support team."
+# How many of the conversation's recent turns go with a hand-off, for the person taking it.
+HANDOFF_TRANSCRIPT_TURNS = 10
 
 
 async def _with_footer(chunks: AsyncIterator[str], footer: str) -> AsyncIterator[str]:
@@ -105,16 +109,36 @@ def register(router: Router) -> None:
 
     @router.action(HANDOFF)
     async def handoff(ctx: Context, data: str) -> None:
-        # Kept as a "handoff" turn of the conversation, so the person picking it up sees
-        # the question in its context; it never joins the model's context.
-        await repo.add_message(
-            ctx.session,
-            conversation=ctx.conversation,
-            role="user",
-            text=f"handoff requested for event {data}",
-            kind=HANDOFF,
-            user_id=ctx.user.id,
-            event_id=ctx.incoming.event_id,
+        if not data:
+            await ctx.reply(Reply(text="That button has expired.", private=True))
+            return
+        question = await asked_question(
+            ctx.session, conversation_id=ctx.conversation.id, event_id=data
         )
-        log.warning("handoff requested: conversation %s, event %s", ctx.conversation.id, data)
-        await ctx.reply(Reply(text=HANDED_OFF, private=True))
+        fresh = await request_handoff(
+            ctx.session,
+            conversation_id=ctx.conversation.id,
+            user_id=ctx.user.id,
+            event_id=data,
+            question=question,
+            transcript=[
+                {"role": turn.role, "text": turn.text}
+                for turn in await repo.context_messages(
+                    ctx.session, conversation=ctx.conversation, limit=HANDOFF_TRANSCRIPT_TURNS
+                )
+            ],
+        )
+        if fresh:
+            # Also a "handoff" turn of the conversation, so its record shows when it happened;
+            # it never joins the model's context.
+            await repo.add_message(
+                ctx.session,
+                conversation=ctx.conversation,
+                role="user",
+                text=f"handoff requested for event {data}",
+                kind=HANDOFF,
+                user_id=ctx.user.id,
+                event_id=ctx.incoming.event_id,
+            )
+            log.warning("handoff requested: conversation %s, event %s", ctx.conversation.id, data)
+        await ctx.reply(Reply(text=HANDED_OFF if fresh else ALREADY_HANDED_OFF, private=True))

@@ -120,6 +120,40 @@ class Feedback(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class Handoff(Base):
+    """A question the bot could not answer, passed to a person ("Ask a person").
+
+    Sent to the support desk's webhook (HANDOFF_WEBHOOK_URL) until it is taken, then closed by
+    the person who answered it. One per unanswered question, however often the button is pressed.
+    """
+
+    __tablename__ = "handoffs"
+    __table_args__ = (
+        UniqueConstraint("conversation_id", "event_id"),
+        Index(
+            "ix_handoffs_undelivered",
+            "next_attempt_at",
+            sqlite_where=sql_text("delivered_at IS NULL"),
+            postgresql_where=sql_text("delivered_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    conversation_id: Mapped[int] = mapped_column(ForeignKey("conversations.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    # The unanswered question's event (as carried by the button, at most 56 characters).
+    event_id: Mapped[str] = mapped_column(String(256))
+    question: Mapped[str] = mapped_column(Text)
+    # The conversation's recent turns, [{"role": ..., "text": ...}], for the person taking it.
+    transcript: Mapped[list[dict[str, str]]] = mapped_column(JSON)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    error: Mapped[str | None] = mapped_column(Text)
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 # --- knowledge base (issue 6) ------------------------------------------------------------
 
 

@@ -1,0 +1,167 @@
+"""Hand-offs to a person: recorded by the "Ask a person" button, delivered to the support
+desk, closed by whoever answered. Keyword-only functions over an `AsyncSession`; no commits."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Select, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import Conversation, Handoff, Message, User, utcnow
+from storage.repositories import _insert_ignore
+
+
+@dataclass(frozen=True, slots=True)
+class HandoffView:
+    """A hand-off with where it came from: what the desk and `switchboard handoffs` show."""
+
+    id: int
+    created_at: datetime
+    platform: str
+    chat_id: str
+    thread_id: str
+    user_id: str
+    user_name: str | None
+    question: str
+    transcript: list[dict[str, str]]
+    attempts: int
+    delivered_at: datetime | None
+    closed_at: datetime | None
+    error: str | None
+
+
+async def asked_question(session: AsyncSession, *, conversation_id: int, event_id: str) -> str:
+    """The user's words of the event ``event_id`` (a prefix, as buttons carry it); "" if gone."""
+    text = await session.scalar(
+        select(Message.text)
+        .where(
+            Message.conversation_id == conversation_id,
+            Message.role == "user",
+            Message.event_id.startswith(event_id, autoescape=True),
+        )
+        .order_by(Message.id)
+        .limit(1)
+    )
+    return text or ""
+
+
+async def request_handoff(
+    session: AsyncSession,
+    *,
+    conversation_id: int,
+    user_id: int,
+    event_id: str,
+    question: str,
+    transcript: Sequence[dict[str, str]],
+) -> bool:
+    """Record a hand-off; False when this question was handed off already."""
+    now = utcnow()
+    return await _insert_ignore(
+        session,
+        Handoff,
+        {
+            "conversation_id": conversation_id,
+            "user_id": user_id,
+            "event_id": event_id,
+            "question": question,
+            "transcript": list(transcript),
+            "attempts": 0,
+            "next_attempt_at": now,
+            "created_at": now,
+        },
+    )
+
+
+def _views() -> Select[Handoff, Conversation, User]:
+    return (
+        select(Handoff, Conversation, User)
+        .join(Conversation, Conversation.id == Handoff.conversation_id)
+        .join(User, User.id == Handoff.user_id)
+    )
+
+
+def _view(handoff: Handoff, conversation: Conversation, user: User) -> HandoffView:
+    return HandoffView(
+        id=handoff.id,
+        created_at=handoff.created_at,
+        platform=conversation.platform,
+        chat_id=conversation.chat_id,
+        thread_id=conversation.thread_id,
+        user_id=user.external_id,
+        user_name=user.display_name,
+        question=handoff.question,
+        transcript=list(handoff.transcript),
+        attempts=handoff.attempts,
+        delivered_at=handoff.delivered_at,
+        closed_at=handoff.closed_at,
+        error=handoff.error,
+    )
+
+
+async def claim_due(
+    session: AsyncSession, *, lease: timedelta, limit: int = 20
+) -> list[HandoffView]:
+    """Undelivered hand-offs whose next attempt is due, oldest first, claimed for ``lease``:
+    their next attempt moves past it, so another replica (or this one, after a crash) takes
+    them only once the lease is over. Commit the claim before sending."""
+    now = utcnow()
+    due = (
+        select(Handoff.id)
+        .where(Handoff.delivered_at.is_(None), Handoff.next_attempt_at <= now)
+        .order_by(Handoff.next_attempt_at, Handoff.id)
+        .limit(limit)
+    )
+    # The condition is checked again on the row itself: of two replicas claiming together,
+    # the second finds it claimed (PostgreSQL re-reads a row updated under it; SQLite has
+    # one writer at a time).
+    claimed = await session.scalars(
+        update(Handoff)
+        .where(Handoff.id.in_(due), Handoff.next_attempt_at <= now)
+        .values(next_attempt_at=now + lease)
+        .returning(Handoff.id)
+    )
+    ids = list(claimed.all())
+    if not ids:
+        return []
+    query = _views().where(Handoff.id.in_(ids)).order_by(Handoff.id)
+    return [_view(*row) for row in (await session.execute(query)).tuples()]
+
+
+async def mark_delivered(session: AsyncSession, *, handoff_id: int) -> None:
+    await session.execute(
+        update(Handoff)
+        .where(Handoff.id == handoff_id)
+        .values(delivered_at=utcnow(), attempts=Handoff.attempts + 1, error=None)
+    )
+
+
+async def mark_failed(
+    session: AsyncSession, *, handoff_id: int, attempts: int, error: str, retry_in: timedelta
+) -> None:
+    await session.execute(
+        update(Handoff)
+        .where(Handoff.id == handoff_id)
+        .values(attempts=attempts, error=error[:1000], next_attempt_at=utcnow() + retry_in)
+    )
+
+
+async def list_handoffs(
+    session: AsyncSession, *, include_closed: bool = False
+) -> list[HandoffView]:
+    query = _views().order_by(Handoff.id)
+    if not include_closed:
+        query = query.where(Handoff.closed_at.is_(None))
+    return [_view(*row) for row in (await session.execute(query)).tuples()]
+
+
+async def close_handoff(session: AsyncSession, *, handoff_id: int) -> bool:
+    """Mark a hand-off answered; False when there is no such open hand-off."""
+    result = await session.execute(
+        update(Handoff)
+        .where(Handoff.id == handoff_id, Handoff.closed_at.is_(None))
+        .values(closed_at=utcnow())
+    )
+    return bool(getattr(result, "rowcount", 0))

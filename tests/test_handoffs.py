@@ -1,0 +1,150 @@
+"""Hand-offs to a person: stored once per question, delivered to the desk's webhook with
+retries, listed and closed with `switchboard handoffs`, and never a leaked webhook token."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+from sqlalchemy import update
+
+from bot import cli
+from bot.compose import App, build_app
+from bot.handoff_desk import HandoffDesk, retry_pause
+from bot.migrate import upgrade_async
+from bot.settings import Settings
+from handlers.qa import ALREADY_HANDED_OFF, HANDED_OFF
+from handlers.types import Incoming
+from services.container import GenerationConfig, Services
+from storage import handoffs
+from storage.db import unit_of_work
+from storage.models import Handoff, utcnow
+from tests.fakes.desk import FakeDesk
+from tests.fakes.responder import CollectingResponder
+from tests.fakes.text import FakeTextGenerator
+
+
+@pytest.fixture
+async def desk() -> AsyncIterator[FakeDesk]:
+    server = FakeDesk()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+async def press(app: App, data: str, *, event: str, chat: str = "c1") -> list[str]:
+    responder = CollectingResponder()
+    incoming = Incoming("test", event, chat, "u1", "", action=data, user_name="Ann")
+    await app.dispatcher.dispatch(incoming, responder)
+    return responder.texts
+
+
+async def ask(app: App, text: str, *, event: str, chat: str = "c1") -> None:
+    incoming = Incoming("test", event, chat, "u1", text, user_name="Ann")
+    await app.dispatcher.dispatch(incoming, CollectingResponder())
+
+
+async def deliver(app: App, url: str) -> int:
+    async with aiohttp.ClientSession() as http:
+        return await HandoffDesk(app.sessions, url).deliver_due(http)
+
+
+async def test_a_press_stores_the_question_once_with_its_conversation(app: App) -> None:
+    await ask(app, "hello there", event="e1")
+    await ask(app, "Do you sell used cars?", event="e2")
+    assert await press(app, "handoff:e2", event="b1") == [HANDED_OFF]
+    assert await press(app, "handoff:e2", event="b2") == [ALREADY_HANDED_OFF]
+    async with unit_of_work(app.sessions) as session:
+        [handoff] = await handoffs.list_handoffs(session)
+    assert handoff.question == "Do you sell used cars?"
+    assert (handoff.platform, handoff.chat_id, handoff.user_id) == ("test", "c1", "u1")
+    assert handoff.user_name == "Ann"
+    assert [t["text"] for t in handoff.transcript if t["role"] == "user"] == [
+        "hello there",
+        "Do you sell used cars?",
+    ]
+
+
+async def test_the_desk_gets_each_handoff_once_after_its_outage(
+    app: App, desk: FakeDesk, caplog: pytest.LogCaptureFixture
+) -> None:
+    await ask(app, "Can I pay with gold bars?", event="e1")
+    await press(app, "handoff:e1", event="b1")
+    desk.failures = [503]
+    caplog.set_level(logging.INFO)
+    assert await deliver(app, desk.url) == 0
+    # Not due again before its pause is over.
+    assert await deliver(app, desk.url) == 0 and desk.attempts == 1
+    async with unit_of_work(app.sessions) as session:
+        [failing] = await handoffs.list_handoffs(session)
+        assert (failing.attempts, failing.error, failing.delivered_at) == (1, "HTTP 503", None)
+        await session.execute(update(Handoff).values(next_attempt_at=utcnow()))
+    assert await deliver(app, desk.url) == 1
+    assert await deliver(app, desk.url) == 0
+    [body] = desk.received
+    assert "Can I pay with gold bars?" in body["text"] and "Ann" in body["text"]
+    assert body["handoff"]["question"] == "Can I pay with gold bars?"
+    assert body["handoff"]["chat_id"] == "c1"
+    assert "s3cr3t-desk-token" not in caplog.text
+
+
+async def test_an_unreachable_desk_is_retried_later(app: App, desk: FakeDesk) -> None:
+    await ask(app, "Where is my parcel?", event="e1")
+    await press(app, "handoff:e1", event="b1")
+    await desk.stop()
+    assert await deliver(app, desk.url) == 0
+    async with unit_of_work(app.sessions) as session:
+        [failing] = await handoffs.list_handoffs(session)
+    assert failing.attempts == 1 and failing.error and "127.0.0.1" not in failing.error
+    assert retry_pause(1).total_seconds() < retry_pause(5).total_seconds() <= 3600
+
+
+def test_cli_lists_shows_and_closes_handoffs(
+    migrated: Settings, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def request() -> None:
+        generation = GenerationConfig(system_prompt="test", max_tokens=64, temperature=0)
+        app = build_app(migrated, services=Services(FakeTextGenerator(), generation))
+        await ask(app, "Is there a student discount?", event="e1")
+        await press(app, "handoff:e1", event="b1")
+        await app.close()
+
+    asyncio.run(request())
+    monkeypatch.setenv("DATA_DIR", str(migrated.data_dir))
+    assert cli.main(["handoffs", "list"]) == 0
+    listed = capsys.readouterr().out
+    assert "#1" in listed and "Is there a student discount?" in listed and "test:c1" in listed
+    assert cli.main(["handoffs", "show", "1"]) == 0
+    assert "user: Is there a student discount?" in capsys.readouterr().out
+    assert cli.main(["handoffs", "close", "1"]) == 0
+    assert cli.main(["handoffs", "list"]) == 0
+    assert capsys.readouterr().out.strip().endswith("no hand-offs")
+    assert cli.main(["handoffs", "list", "--all"]) == 0
+    assert "closed" in capsys.readouterr().out
+    assert cli.main(["handoffs", "show", "9"]) == 1
+
+
+async def test_two_replicas_send_each_handoff_once(
+    database_url: str, settings: Settings, desk: FakeDesk
+) -> None:
+    """Both stores: on PostgreSQL a replica skips the hand-offs another one is sending."""
+    await upgrade_async(database_url)
+    generation = GenerationConfig(system_prompt="test", max_tokens=64, temperature=0)
+    stored = settings.model_copy(update={"database_url": database_url})
+    app = build_app(stored, services=Services(FakeTextGenerator(), generation))
+    try:
+        for n in range(5):
+            await ask(app, f"question {n}?", event=f"e{n}", chat=f"c{n}")
+            await press(app, f"handoff:e{n}", event=f"b{n}", chat=f"c{n}")
+        async with aiohttp.ClientSession() as http:
+            replicas = [HandoffDesk(app.sessions, desk.url) for _ in range(2)]
+            taken = await asyncio.gather(*(r.deliver_due(http) for r in replicas))
+        assert sum(taken) == 5
+        assert sorted(b["handoff"]["question"] for b in desk.received) == [
+            f"question {n}?" for n in range(5)
+        ]
+    finally:
+        await app.close()
