@@ -89,7 +89,7 @@ async def stats(session: AsyncSession, *, day: date) -> Stats:
 
 async def forget_user(session: AsyncSession, *, user_id: int) -> None:
     """Delete everything stored about a user: their turns and the answers to them; the
-    user row's cascade removes purchases, feedback and usage."""
+    user row's cascade removes purchases, feedback, usage and hand-offs."""
     event_ids = select(Message.event_id).where(
         Message.user_id == user_id, Message.event_id.is_not(None)
     )
