@@ -8,6 +8,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.local_http import serve_locally
+
 
 @dataclass
 class FakeDesk:
@@ -25,13 +27,7 @@ class FakeDesk:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_post("/hooks/{team}/{bot}/{token}", self._hook)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert server is not None and server.sockets
-        self.port = server.sockets[0].getsockname()[1]
+        self._runner, self.port = await serve_locally(app)
 
     async def stop(self) -> None:
         if self._runner is not None:

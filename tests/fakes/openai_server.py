@@ -19,6 +19,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.local_http import serve_locally
+
 
 @dataclass
 class RecordedRequest:
@@ -72,13 +74,7 @@ class FakeOpenAIServer:
         app.router.add_post("/v1/images/generations", self._images)
         app.router.add_post("/api/paas/v4/images/generations", self._images)
         app.router.add_get("/files/image.png", self._file)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        server = site._server
-        assert server is not None and server.sockets
-        self.port = server.sockets[0].getsockname()[1]
+        self._runner, self.port = await serve_locally(app)
 
     async def stop(self) -> None:
         if self._runner is not None:

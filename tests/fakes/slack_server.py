@@ -17,6 +17,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from tests.fakes.local_http import serve_locally
+
 BOT_USER_ID = "U0BOT"
 BOT_ID = "B0BOT"
 TEAM_ID = "T0TEAM"
@@ -84,11 +86,7 @@ class FakeSlackApi:
         app.router.add_get("/api/{method}", self._api)
         app.router.add_post("/upload/{file_id}", self._upload)
         app.router.add_get("/socket", self._socket)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = self._runner.addresses[0][1]
+        self._runner, self.port = await serve_locally(app)
 
     async def stop(self) -> None:
         for socket in list(self._sockets):

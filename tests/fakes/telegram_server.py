@@ -20,6 +20,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.local_http import serve_locally
+
 BOT_ID = 4242
 BOT_USERNAME = "switchboard_test_bot"
 TOKEN = "123456789:TEST-abcdefghijklmnopqrstuvwxyz_0123"
@@ -77,11 +79,7 @@ class FakeTelegramServer:
     async def start(self) -> str:
         app = web.Application(client_max_size=20 * 1024 * 1024)
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._runner, self.port = await serve_locally(app)
         return self.base_url
 
     async def stop(self) -> None:
