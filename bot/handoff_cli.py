@@ -78,16 +78,12 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
             if args.handoffs_command == "list":
                 print(render_list(await handoffs.list_handoffs(session, include_closed=args.all)))
                 return 0
-            found = [
-                h
-                for h in await handoffs.list_handoffs(session, include_closed=True)
-                if h.id == args.id
-            ]
-            if not found:
+            found = await handoffs.get_handoff(session, handoff_id=args.id)
+            if found is None:
                 print(f"no hand-off #{args.id}")
                 return 1
             if args.handoffs_command == "show":
-                print(render_one(found[0]))
+                print(render_one(found))
                 return 0
             if not await handoffs.close_handoff(session, handoff_id=args.id):
                 print(f"hand-off #{args.id} was closed already")

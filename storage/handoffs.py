@@ -83,6 +83,12 @@ def _views() -> Select[Handoff, Conversation, User]:
     )
 
 
+async def _fetch(
+    session: AsyncSession, query: Select[Handoff, Conversation, User]
+) -> list[HandoffView]:
+    return [_view(*row) for row in (await session.execute(query)).tuples()]
+
+
 def _view(handoff: Handoff, conversation: Conversation, user: User) -> HandoffView:
     return HandoffView(
         id=handoff.id,
@@ -126,8 +132,7 @@ async def claim_due(
     ids = list(claimed.all())
     if not ids:
         return []
-    query = _views().where(Handoff.id.in_(ids)).order_by(Handoff.id)
-    return [_view(*row) for row in (await session.execute(query)).tuples()]
+    return await _fetch(session, _views().where(Handoff.id.in_(ids)).order_by(Handoff.id))
 
 
 async def mark_delivered(session: AsyncSession, *, handoff_id: int) -> None:
@@ -154,7 +159,12 @@ async def list_handoffs(
     query = _views().order_by(Handoff.id)
     if not include_closed:
         query = query.where(Handoff.closed_at.is_(None))
-    return [_view(*row) for row in (await session.execute(query)).tuples()]
+    return await _fetch(session, query)
+
+
+async def get_handoff(session: AsyncSession, *, handoff_id: int) -> HandoffView | None:
+    found = await _fetch(session, _views().where(Handoff.id == handoff_id))
+    return found[0] if found else None
 
 
 async def close_handoff(session: AsyncSession, *, handoff_id: int) -> bool:
