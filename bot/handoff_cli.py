@@ -1,14 +1,18 @@
-"""`switchboard handoffs list|show|close`: the questions users passed to a person."""
+"""`switchboard handoffs list|show|answer|close`: the questions users passed to a person."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from bot.settings import Settings
 from storage.handoffs import HandoffView
 
 PREVIEW_CHARS = 70
+# Platforms whose chats the bot can write to later, unprompted (a console session cannot be).
+ANSWERABLE = ("telegram", "slack")
 
 
 def add_parser(commands: Any) -> None:
@@ -18,18 +22,35 @@ def add_parser(commands: Any) -> None:
         help='questions users passed to a person with "Ask a person"',
         description='Each "I don\'t know" offers "Ask a person"; a press stores the question '
         "with the conversation's recent turns here (and POSTs it to HANDOFF_WEBHOOK_URL when "
-        "set). Close one once it is answered.",
+        "set). Answer one and the bot sends the answer into the user's chat (Telegram, Slack); "
+        "close one that was answered some other way.",
     )
     actions = handoffs.add_subparsers(dest="handoffs_command", metavar="ACTION", required=True)
     listing = actions.add_parser("list", help="open hand-offs, oldest first")
     listing.add_argument("--all", action="store_true", help="closed ones too")
     show = actions.add_parser("show", help="one hand-off with its conversation")
     show.add_argument("id", type=int, metavar="ID")
-    close = actions.add_parser("close", help="mark a hand-off answered")
+    answer = actions.add_parser(
+        "answer",
+        help="answer a hand-off: the bot sends it into the user's chat, and closes the hand-off",
+        description="The answer is stored at once and sent into the chat (thread, topic) the "
+        "question came from by `switchboard run`, which retries until the platform takes it; "
+        "it then joins the conversation, so the bot's next answers know it.",
+    )
+    answer.add_argument("id", type=int, metavar="ID")
+    answer.add_argument("text", nargs="+", metavar="TEXT", help="the answer")
+    answer.add_argument(
+        "--by", metavar="NAME", help='who answers, shown as "NAME from the support team"'
+    )
+    close = actions.add_parser("close", help="mark a hand-off answered some other way")
     close.add_argument("id", type=int, metavar="ID")
 
 
 def _status(h: HandoffView) -> str:
+    if h.answer is not None:
+        if h.answer_sent_at is not None:
+            return "answered"
+        return f"answer failing ({h.answer_error})" if h.answer_error else "answer queued"
     if h.closed_at is not None:
         return "closed"
     if h.delivered_at is not None:
@@ -65,7 +86,28 @@ def render_one(h: HandoffView) -> str:
         "recent turns:" if h.transcript else "recent turns: none",
     ]
     lines += [f"  {turn['role']}: {turn['text']}" for turn in h.transcript]
+    if h.answer is not None:
+        lines.append(f"answer ({h.answered_by or 'support team'}): {h.answer}")
     return "\n".join(lines)
+
+
+async def _answer(session: AsyncSession, found: HandoffView, text: str, *, by: str | None) -> int:
+    from storage import handoffs
+
+    if found.platform not in ANSWERABLE:
+        print(f"hand-off #{found.id} came from the {found.platform}, which cannot be reached later")
+        return 1
+    if not text.strip():
+        print("the answer is empty")
+        return 2
+    if not await handoffs.answer_handoff(session, handoff_id=found.id, text=text, by=by):
+        print(f"hand-off #{found.id} has an answer already:\n{found.answer}")
+        return 1
+    print(
+        f"answer to hand-off #{found.id} stored; `switchboard run` sends it to "
+        f"{found.platform} chat {found.chat_id} and closes the hand-off"
+    )
+    return 0
 
 
 async def run(settings: Settings, args: argparse.Namespace) -> int:
@@ -85,6 +127,8 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
             if args.handoffs_command == "show":
                 print(render_one(found))
                 return 0
+            if args.handoffs_command == "answer":
+                return await _answer(session, found, " ".join(args.text), by=args.by)
             if not await handoffs.close_handoff(session, handoff_id=args.id):
                 print(f"hand-off #{args.id} was closed already")
                 return 0

@@ -117,6 +117,12 @@ async def run_platforms(settings: Settings, platforms: list[Platform]) -> int:
             _resume_forever(app, platforms, every=max(1.0, settings.inbox_resume_after / 2))
         )
     ]
+    responders = {p.name: p.responder_for for p in platforms if isinstance(p, Resumable)}
+    if responders:
+        from bot.handoff_answers import AnswerCourier
+
+        courier = AnswerCourier(app.sessions, responders)
+        background.append(asyncio.create_task(courier.run_forever()))
     if settings.handoff_webhook_url is not None:
         from bot.handoff_desk import HandoffDesk
 

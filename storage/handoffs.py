@@ -1,14 +1,17 @@
 """Hand-offs to a person: recorded by the "Ask a person" button, delivered to the support
-desk, closed by whoever answered. Keyword-only functions over an `AsyncSession`; no commits."""
+desk, answered or closed by a person; an answer is sent into the chat by the bot. Keyword-only
+functions over an `AsyncSession`; no commits."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from storage.models import Conversation, Handoff, Message, User, utcnow
 from storage.repositories import _insert_ignore
@@ -31,6 +34,11 @@ class HandoffView:
     delivered_at: datetime | None
     closed_at: datetime | None
     error: str | None
+    answer: str | None = None
+    answered_by: str | None = None
+    answer_attempts: int = 0
+    answer_sent_at: datetime | None = None
+    answer_error: str | None = None
 
 
 async def asked_question(session: AsyncSession, *, conversation_id: int, event_id: str) -> str:
@@ -104,6 +112,11 @@ def _view(handoff: Handoff, conversation: Conversation, user: User) -> HandoffVi
         delivered_at=handoff.delivered_at,
         closed_at=handoff.closed_at,
         error=handoff.error,
+        answer=handoff.answer,
+        answered_by=handoff.answered_by,
+        answer_attempts=handoff.answer_attempts,
+        answer_sent_at=handoff.answer_sent_at,
+        answer_error=handoff.answer_error,
     )
 
 
@@ -120,13 +133,40 @@ async def claim_due(
         .order_by(Handoff.next_attempt_at, Handoff.id)
         .limit(limit)
     )
+    return await _claim(session, Handoff.next_attempt_at, due, now=now, lease=lease)
+
+
+async def claim_answers(
+    session: AsyncSession, *, platforms: Sequence[str], lease: timedelta, limit: int = 20
+) -> list[HandoffView]:
+    """Answers due to be sent into chats of ``platforms`` (those this replica runs), claimed
+    for ``lease`` as `claim_due` claims hand-offs."""
+    now = utcnow()
+    due = (
+        select(Handoff.id)
+        .join(Conversation, Conversation.id == Handoff.conversation_id)
+        .where(Handoff.answer_due_at <= now, Conversation.platform.in_(list(platforms)))
+        .order_by(Handoff.answer_due_at, Handoff.id)
+        .limit(limit)
+    )
+    return await _claim(session, Handoff.answer_due_at, due, now=now, lease=lease)
+
+
+async def _claim(
+    session: AsyncSession,
+    due_at: InstrumentedAttribute[Any],
+    due: Select[int],
+    *,
+    now: datetime,
+    lease: timedelta,
+) -> list[HandoffView]:
     # The condition is checked again on the row itself: of two replicas claiming together,
     # the second finds it claimed (PostgreSQL re-reads a row updated under it; SQLite has
     # one writer at a time).
     claimed = await session.scalars(
         update(Handoff)
-        .where(Handoff.id.in_(due), Handoff.next_attempt_at <= now)
-        .values(next_attempt_at=now + lease)
+        .where(Handoff.id.in_(due), due_at <= now)
+        .values({due_at: now + lease})
         .returning(Handoff.id)
     )
     ids = list(claimed.all())
@@ -165,6 +205,60 @@ async def list_handoffs(
 async def get_handoff(session: AsyncSession, *, handoff_id: int) -> HandoffView | None:
     found = await _fetch(session, _views().where(Handoff.id == handoff_id))
     return found[0] if found else None
+
+
+async def answer_handoff(
+    session: AsyncSession, *, handoff_id: int, text: str, by: str | None
+) -> bool:
+    """Keep a person's answer to send into the chat (and close the hand-off); False when there
+    is no such hand-off or it has an answer already."""
+    now = utcnow()
+    result = await session.execute(
+        update(Handoff)
+        .where(Handoff.id == handoff_id, Handoff.answer.is_(None))
+        .values(
+            answer=text,
+            answered_by=by,
+            answer_due_at=now,
+            closed_at=func.coalesce(Handoff.closed_at, now),
+        )
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+async def mark_answer_sent(session: AsyncSession, *, handoff_id: int, shown: str) -> None:
+    """The answer reached the chat as ``shown``: it joins the conversation as the assistant's
+    turn, so the bot's next answers know what the person said."""
+    handoff = await session.get_one(Handoff, handoff_id)
+    conversation = await session.get_one(Conversation, handoff.conversation_id)
+    handoff.answer_sent_at = utcnow()
+    handoff.answer_due_at = None
+    handoff.answer_attempts += 1
+    handoff.answer_error = None
+    session.add(
+        Message(
+            conversation_id=conversation.id,
+            role="assistant",
+            text=shown,
+            kind="chat",
+            epoch=conversation.epoch,
+            event_id=f"handoff-answer:{handoff_id}",
+        )
+    )
+
+
+async def mark_answer_failed(
+    session: AsyncSession, *, handoff_id: int, attempts: int, error: str, retry_in: timedelta
+) -> None:
+    await session.execute(
+        update(Handoff)
+        .where(Handoff.id == handoff_id)
+        .values(
+            answer_attempts=attempts,
+            answer_error=error[:1000],
+            answer_due_at=utcnow() + retry_in,
+        )
+    )
 
 
 async def close_handoff(session: AsyncSession, *, handoff_id: int) -> bool:

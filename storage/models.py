@@ -125,6 +125,8 @@ class Handoff(Base):
 
     Sent to the support desk's webhook (HANDOFF_WEBHOOK_URL) until it is taken, then closed by
     the person who answered it. One per unanswered question, however often the button is pressed.
+    A person's answer (`switchboard handoffs answer`) is kept here and sent into the chat by the
+    bot, retried like the desk's delivery, and joins the conversation once sent.
     """
 
     __tablename__ = "handoffs"
@@ -135,6 +137,12 @@ class Handoff(Base):
             "next_attempt_at",
             sqlite_where=sql_text("delivered_at IS NULL"),
             postgresql_where=sql_text("delivered_at IS NULL"),
+        ),
+        Index(
+            "ix_handoffs_answers_due",
+            "answer_due_at",
+            sqlite_where=sql_text("answer_due_at IS NOT NULL"),
+            postgresql_where=sql_text("answer_due_at IS NOT NULL"),
         ),
     )
 
@@ -151,6 +159,13 @@ class Handoff(Base):
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     error: Mapped[str | None] = mapped_column(Text)
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    answer: Mapped[str | None] = mapped_column(Text)
+    answered_by: Mapped[str | None] = mapped_column(String(128))
+    # The next try at sending the answer into the chat; None when there is nothing to send.
+    answer_due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    answer_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    answer_sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    answer_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

@@ -9,19 +9,20 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from bot import cli
 from bot.compose import App, build_app
+from bot.handoff_answers import AnswerCourier
 from bot.handoff_desk import HandoffDesk, retry_pause
 from bot.migrate import upgrade_async
 from bot.settings import Settings
 from handlers.qa import ALREADY_HANDED_OFF, HANDED_OFF
-from handlers.types import Incoming
+from handlers.types import Incoming, Reply
 from services.container import GenerationConfig, Services
 from storage import handoffs
 from storage.db import unit_of_work
-from storage.models import Handoff, utcnow
+from storage.models import Handoff, Message, utcnow
 from tests.fakes.desk import FakeDesk
 from tests.fakes.responder import CollectingResponder
 from tests.fakes.text import FakeTextGenerator
@@ -102,6 +103,73 @@ async def test_an_unreachable_desk_is_retried_later(app: App, desk: FakeDesk) ->
     assert retry_pause(1).total_seconds() < retry_pause(5).total_seconds() <= 3600
 
 
+class FlakyChat:
+    """A platform's `responder_for`: the first ``failures`` sends raise, the rest are kept."""
+
+    def __init__(self, failures: int = 0) -> None:
+        self.failures = failures
+        self.sent: list[tuple[Incoming, str]] = []
+
+    def __call__(self, incoming: Incoming) -> CollectingResponder:
+        chat = self
+
+        class Responder(CollectingResponder):
+            async def send(self, reply: Reply) -> None:
+                if chat.failures:
+                    chat.failures -= 1
+                    raise ConnectionResetError("platform unreachable")
+                chat.sent.append((incoming, reply.text or ""))
+
+        return Responder()
+
+
+async def test_an_answer_reaches_the_chat_once_and_the_bot_remembers_it(app: App) -> None:
+    await ask(app, "Can I return a worn jacket?", event="e1")
+    await press(app, "handoff:e1", event="b1")
+    async with unit_of_work(app.sessions) as session:
+        [handoff] = await handoffs.list_handoffs(session)
+        assert await handoffs.answer_handoff(
+            session, handoff_id=handoff.id, text="Yes, within 30 days.", by=None
+        )
+        assert not await handoffs.answer_handoff(
+            session, handoff_id=handoff.id, text="Again", by=None
+        )
+    chat = FlakyChat(failures=1)
+    courier = AnswerCourier(app.sessions, {"test": chat, "slack": FlakyChat()})
+    assert await courier.deliver_due() == 0  # the platform is down: kept for later
+    assert await courier.deliver_due() == 0  # not due again before its pause is over
+    async with unit_of_work(app.sessions) as session:
+        failing = await handoffs.get_handoff(session, handoff_id=handoff.id)
+        assert failing is not None and failing.answer_error == "ConnectionResetError"
+        assert failing.answer_attempts == 1 and failing.answer_sent_at is None
+        await session.execute(update(Handoff).values(answer_due_at=utcnow()))
+    assert await courier.deliver_due() == 1
+    assert await courier.deliver_due() == 0
+    [(where, text)] = chat.sent
+    assert (where.platform, where.chat_id, where.user_id) == ("test", "c1", "u1")
+    assert text == "🙋 Support team about “Can I return a worn jacket?”:\n\nYes, within 30 days."
+    async with unit_of_work(app.sessions) as session:
+        answered = await handoffs.get_handoff(session, handoff_id=handoff.id)
+        turns = (await session.scalars(select(Message).order_by(Message.id))).all()
+    assert answered is not None and answered.closed_at is not None
+    assert answered.answer_sent_at is not None
+    # The answer is the conversation's latest assistant turn: a follow-up question sees it.
+    assert [(t.role, t.text) for t in turns][-1] == ("assistant", text)
+
+
+async def test_an_answer_waits_for_a_replica_running_its_platform(app: App) -> None:
+    await ask(app, "Is the shop open on Sunday?", event="e1")
+    await press(app, "handoff:e1", event="b1")
+    async with unit_of_work(app.sessions) as session:
+        [handoff] = await handoffs.list_handoffs(session)
+        await handoffs.answer_handoff(session, handoff_id=handoff.id, text="No.", by="Maria")
+    slack_only = FlakyChat()
+    assert await AnswerCourier(app.sessions, {"slack": slack_only}).deliver_due() == 0
+    chat = FlakyChat()
+    assert await AnswerCourier(app.sessions, {"test": chat}).deliver_due() == 1
+    assert not slack_only.sent and chat.sent[0][1].startswith("🙋 Maria from the support team")
+
+
 def test_cli_lists_shows_and_closes_handoffs(
     migrated: Settings, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -127,10 +195,41 @@ def test_cli_lists_shows_and_closes_handoffs(
     assert cli.main(["handoffs", "show", "9"]) == 1
 
 
-async def test_two_replicas_send_each_handoff_once(
+def test_cli_answers_a_handoff_from_a_chat_the_bot_can_reach(
+    migrated: Settings, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def request() -> None:
+        generation = GenerationConfig(system_prompt="test", max_tokens=64, temperature=0)
+        app = build_app(migrated, services=Services(FakeTextGenerator(), generation))
+        for platform, chat in (("console", "local"), ("telegram", "42")):
+            asked = Incoming(platform, f"{platform}-q", chat, "42", "Any discounts?")
+            await app.dispatcher.dispatch(asked, CollectingResponder())
+            pressed = Incoming(
+                platform, f"{platform}-b", chat, "42", "", action=f"handoff:{platform}-q"
+            )
+            await app.dispatcher.dispatch(pressed, CollectingResponder())
+        await app.close()
+
+    asyncio.run(request())
+    monkeypatch.setenv("DATA_DIR", str(migrated.data_dir))
+    assert cli.main(["handoffs", "answer", "1", "No", "discounts."]) == 1
+    assert "console" in capsys.readouterr().out
+    assert cli.main(["handoffs", "answer", "2", "10% off", "on Fridays.", "--by", "Maria"]) == 0
+    assert "telegram chat 42" in capsys.readouterr().out
+    assert cli.main(["handoffs", "answer", "2", "Again"]) == 1
+    assert "has an answer already" in capsys.readouterr().out
+    assert cli.main(["handoffs", "show", "2"]) == 0
+    shown = capsys.readouterr().out
+    assert "answer queued" in shown and "answer (Maria): 10% off on Fridays." in shown
+    assert cli.main(["handoffs", "list"]) == 0
+    assert "#2" not in capsys.readouterr().out  # answered is closed
+
+
+async def test_two_replicas_send_each_handoff_and_answer_once(
     database_url: str, settings: Settings, desk: FakeDesk
 ) -> None:
-    """Both stores: on PostgreSQL a replica skips the hand-offs another one is sending."""
+    """Both stores: on PostgreSQL a replica skips the hand-offs (and answers) another one is
+    sending."""
     await upgrade_async(database_url)
     generation = GenerationConfig(system_prompt="test", max_tokens=64, temperature=0)
     stored = settings.model_copy(update={"database_url": database_url})
@@ -146,5 +245,12 @@ async def test_two_replicas_send_each_handoff_once(
         assert sorted(b["handoff"]["question"] for b in desk.received) == [
             f"question {n}?" for n in range(5)
         ]
+        async with unit_of_work(app.sessions) as session:
+            for handoff in await handoffs.list_handoffs(session):
+                await handoffs.answer_handoff(session, handoff_id=handoff.id, text="ok", by=None)
+        chat = FlakyChat()
+        couriers = [AnswerCourier(app.sessions, {"test": chat}) for _ in range(2)]
+        assert sum(await asyncio.gather(*(c.deliver_due() for c in couriers))) == 5
+        assert sorted(where.chat_id for where, _ in chat.sent) == [f"c{n}" for n in range(5)]
     finally:
         await app.close()

@@ -12,6 +12,7 @@ from pydantic import SecretStr
 from sqlalchemy import select
 
 from bot.compose import App
+from bot.handoff_answers import AnswerCourier
 from bot.platforms.telegram import TelegramPlatform
 from bot.platforms.telegram.render import utf16_len
 from bot.runner import HasRoutes, Resumable, configured_platforms
@@ -19,6 +20,7 @@ from bot.settings import Settings
 from handlers.context import Context
 from handlers.types import Incoming, Reply
 from services.types import Turn
+from storage import handoffs
 from storage.db import unit_of_work
 from storage.models import Feedback
 from tests.fakes.telegram_server import (
@@ -31,6 +33,7 @@ from tests.fakes.telegram_server import (
     message_update,
     visible_text,
 )
+from tests.fakes.responder import CollectingResponder
 from tests.fakes.text import FakeTextGenerator
 from tests.platforms.telegram_harness import SECRET, WEBHOOK_URL, TelegramHarness
 
@@ -170,6 +173,27 @@ async def test_forum_topic_is_its_own_conversation(
     await polling.deliver(message_update(f"@{BOT_USERNAME} and coffee?", chat_id=GROUP))
     # The message outside the topic does not see the topic's history.
     assert [t.text for t in fake_text.calls[-1]] == ["You are a test.", "and coffee?"]
+
+
+async def test_a_persons_answer_to_a_handoff_reaches_the_topic_it_came_from(
+    app: App, polling: TelegramHarness, server: FakeTelegramServer
+) -> None:
+    asked = Incoming(
+        "telegram", "u1", str(GROUP), "7", "Do you ship to Mars?", thread_id="12", is_private=False
+    )
+    await app.dispatcher.dispatch(asked, CollectingResponder())
+    pressed = Incoming("telegram", "u2", str(GROUP), "7", "", thread_id="12", action="handoff:u1")
+    await app.dispatcher.dispatch(pressed, CollectingResponder())
+    async with unit_of_work(app.sessions) as session:
+        [handoff] = await handoffs.list_handoffs(session)
+        await handoffs.answer_handoff(session, handoff_id=handoff.id, text="Not yet!", by="Maria")
+    assert polling.platform is not None
+    courier = AnswerCourier(app.sessions, {"telegram": polling.platform.responder_for})
+    assert await courier.deliver_due() == 1
+    [call] = [c for c in server.calls_to("sendMessage") if "Not yet!" in _visible(c)]
+    assert (call.chat_id, call.params["message_thread_id"]) == (GROUP, 12)
+    assert _visible(call).startswith("🙋 Maria from the support team about “Do you ship to Mars?”")
+    assert await courier.deliver_due() == 0
 
 
 async def test_reply_over_4096_characters_with_a_code_block(
