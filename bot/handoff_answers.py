@@ -1,6 +1,7 @@
 """Sends a person's answer to a hand-off into the chat the question came from.
 
-`switchboard handoffs answer ID TEXT` stores the answer; every replica running the hand-off's
+`switchboard handoffs answer ID TEXT`, or a help desk's POST /handoffs/{id}/answer (with
+HANDOFF_ANSWER_TOKEN), stores the answer (`record_answer`); every replica running the hand-off's
 platform polls for answers due, claims one (as `HandoffDesk` claims hand-offs), sends it through
 that platform's responder, and only then marks it sent and adds it to the conversation. A send
 that fails is retried with the desk's growing pauses, so an answer written while the bot is down
@@ -10,8 +11,16 @@ or the platform is unreachable still arrives, once.
 from __future__ import annotations
 
 import asyncio
+import hmac
+import json
 import logging
 from collections.abc import Callable, Mapping
+from enum import Enum
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
 
 from bot.handoff_desk import CLAIM_LEASE, retry_pause
 from handlers.types import Incoming, Reply, Responder
@@ -23,6 +32,76 @@ log = logging.getLogger(__name__)
 
 ResponderFor = Callable[[Incoming], Responder]
 QUOTED_CHARS = 80
+ANSWER_CHARS = 4000
+NAME_CHARS = 128
+# Platforms whose chats the bot can write to later, unprompted (a console session cannot be).
+ANSWERABLE = ("telegram", "slack")
+
+
+class Outcome(Enum):
+    """What became of an answer given to `record_answer`, with the HTTP status a desk gets."""
+
+    QUEUED = 202
+    EMPTY = 400
+    MISSING = 404
+    ANSWERED = 409  # it has an answer already
+    UNREACHABLE = 422  # its chat cannot be written to later
+
+
+async def record_answer(
+    session: AsyncSession, handoff_id: int, text: str, *, by: str | None
+) -> tuple[Outcome, HandoffView | None]:
+    """Store a person's answer for the courier to send, if the hand-off can take one."""
+    found = await handoffs.get_handoff(session, handoff_id=handoff_id)
+    if found is None:
+        return Outcome.MISSING, None
+    if not text.strip() or len(text) > ANSWER_CHARS or len(by or "") > NAME_CHARS:
+        return Outcome.EMPTY, found
+    if found.platform not in ANSWERABLE:
+        return Outcome.UNREACHABLE, found
+    if not await handoffs.answer_handoff(session, handoff_id=handoff_id, text=text, by=by):
+        return Outcome.ANSWERED, found
+    return Outcome.QUEUED, found
+
+
+def answer_routes(sessions: SessionFactory, token: str) -> list[BaseRoute]:
+    """POST /handoffs/{id}/answer for a help desk: ``Authorization: Bearer <token>`` and JSON
+    ``{"text": ..., "by": ...}``; 202 once the answer is stored."""
+    expected = f"Bearer {token}".encode()
+
+    async def answer(request: Request) -> Response:
+        given = request.headers.get("authorization", "").encode()
+        if not hmac.compare_digest(given, expected):
+            return JSONResponse({"error": "unauthorized"}, status_code=401)
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            body = None
+        text = body.get("text") if isinstance(body, dict) else None
+        by = body.get("by") if isinstance(body, dict) else None
+        if not isinstance(text, str) or not (by is None or isinstance(by, str)):
+            return JSONResponse(
+                {"error": 'expected JSON {"text": "the answer", "by": "optional name"}'},
+                status_code=400,
+            )
+        handoff_id = request.path_params["handoff_id"]
+        async with unit_of_work(sessions) as session:
+            outcome, _ = await record_answer(session, handoff_id, text, by=by)
+        if outcome is Outcome.QUEUED:
+            log.info("answer to hand-off %d stored (desk)", handoff_id)
+            return JSONResponse({"id": handoff_id, "status": "queued"}, status_code=202)
+        return JSONResponse({"error": ERRORS[outcome]}, status_code=outcome.value)
+
+    return [Route("/handoffs/{handoff_id:int}/answer", answer, methods=["POST"])]
+
+
+ERRORS = {
+    Outcome.EMPTY: f"the answer must be 1 to {ANSWER_CHARS} characters, the name at most "
+    f"{NAME_CHARS}",
+    Outcome.MISSING: "no such hand-off",
+    Outcome.ANSWERED: "this hand-off has an answer already",
+    Outcome.UNREACHABLE: "this hand-off came from a chat the bot cannot write to later",
+}
 
 
 def shown_answer(handoff: HandoffView) -> str:

@@ -11,8 +11,6 @@ from bot.settings import Settings
 from storage.handoffs import HandoffView
 
 PREVIEW_CHARS = 70
-# Platforms whose chats the bot can write to later, unprompted (a console session cannot be).
-ANSWERABLE = ("telegram", "slack")
 
 
 def add_parser(commands: Any) -> None:
@@ -91,23 +89,21 @@ def render_one(h: HandoffView) -> str:
     return "\n".join(lines)
 
 
-async def _answer(session: AsyncSession, found: HandoffView, text: str, *, by: str | None) -> int:
-    from storage import handoffs
+async def _answer(session: AsyncSession, handoff_id: int, text: str, *, by: str | None) -> int:
+    from bot.handoff_answers import ERRORS, Outcome, record_answer
 
-    if found.platform not in ANSWERABLE:
-        print(f"hand-off #{found.id} came from the {found.platform}, which cannot be reached later")
-        return 1
-    if not text.strip():
-        print("the answer is empty")
-        return 2
-    if not await handoffs.answer_handoff(session, handoff_id=found.id, text=text, by=by):
-        print(f"hand-off #{found.id} has an answer already:\n{found.answer}")
-        return 1
-    print(
-        f"answer to hand-off #{found.id} stored; `switchboard run` sends it to "
-        f"{found.platform} chat {found.chat_id} and closes the hand-off"
-    )
-    return 0
+    outcome, found = await record_answer(session, handoff_id, text, by=by)
+    if outcome is Outcome.QUEUED and found is not None:
+        print(
+            f"answer to hand-off #{handoff_id} stored; `switchboard run` sends it to "
+            f"{found.platform} chat {found.chat_id} and closes the hand-off"
+        )
+        return 0
+    where = f" ({found.platform} chat {found.chat_id})" if found is not None else ""
+    print(f"hand-off #{handoff_id}{where}: {ERRORS[outcome]}")
+    if outcome is Outcome.ANSWERED and found is not None:
+        print(found.answer)
+    return 1
 
 
 async def run(settings: Settings, args: argparse.Namespace) -> int:
@@ -128,7 +124,7 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
                 print(render_one(found))
                 return 0
             if args.handoffs_command == "answer":
-                return await _answer(session, found, " ".join(args.text), by=args.by)
+                return await _answer(session, args.id, " ".join(args.text), by=args.by)
             if not await handoffs.close_handoff(session, handoff_id=args.id):
                 print(f"hand-off #{args.id} was closed already")
                 return 0

@@ -94,13 +94,24 @@ def settle_heap() -> None:
     gc.freeze()
 
 
+def http_routes(settings: Settings, app: App, platforms: list[Platform]) -> list[BaseRoute]:
+    """The platforms' webhooks, and the help desk's answer endpoint when it has a token."""
+    routes = [r for p in platforms if isinstance(p, HasRoutes) for r in p.routes()]
+    if settings.handoff_answer_token is not None:
+        from bot.handoff_answers import answer_routes
+
+        token = settings.handoff_answer_token.get_secret_value()
+        routes += answer_routes(app.sessions, token)
+    return routes
+
+
 async def run_platforms(settings: Settings, platforms: list[Platform]) -> int:
     app = build_app(settings)
     if settings.warm_models:
         from bot.model_services import warm
 
         await warm(app.services)
-    routes = [r for p in platforms if isinstance(p, HasRoutes) for r in p.routes()]
+    routes = http_routes(settings, app, platforms)
     http = HttpServer(build_http_app(routes), host=settings.http_host, port=settings.http_port)
     await http.start()
     stop = asyncio.Event()

@@ -134,6 +134,9 @@ class Settings(BaseSettings):
     # Where "Ask a person" hand-offs are POSTed as JSON (a help desk or a chat incoming
     # webhook); unset: they are only stored, for `switchboard handoffs`. Often holds a token.
     handoff_webhook_url: SecretStr | None = None
+    # Bearer token a help desk sends with POST /handoffs/{id}/answer to answer a hand-off (the
+    # bot sends the answer into the user's chat); unset: that endpoint is off.
+    handoff_answer_token: SecretStr | None = None
 
     # HTTP app
     http_host: str = "127.0.0.1"
@@ -149,6 +152,7 @@ class Settings(BaseSettings):
         "zhipuai_api_key",
         "model_host_api_key",
         "handoff_webhook_url",
+        "handoff_answer_token",
         mode="before",
     )
     @classmethod
@@ -203,5 +207,6 @@ class Settings(BaseSettings):
             self.zhipuai_api_key,
             self.model_host_api_key,
             self.handoff_webhook_url,
+            self.handoff_answer_token,
         ]
         return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]

@@ -9,13 +9,16 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import select, update
 
 from bot import cli
 from bot.compose import App, build_app
 from bot.handoff_answers import AnswerCourier
 from bot.handoff_desk import HandoffDesk, retry_pause
+from bot.http import build_http_app
 from bot.migrate import upgrade_async
+from bot.runner import http_routes
 from bot.settings import Settings
 from handlers.qa import ALREADY_HANDED_OFF, HANDED_OFF
 from handlers.types import Incoming, Reply
@@ -26,6 +29,7 @@ from storage.models import Handoff, Message, utcnow
 from tests.fakes.desk import FakeDesk
 from tests.fakes.responder import CollectingResponder
 from tests.fakes.text import FakeTextGenerator
+from tests.platforms.telegram_harness import serve
 
 
 @pytest.fixture
@@ -223,6 +227,49 @@ def test_cli_answers_a_handoff_from_a_chat_the_bot_can_reach(
     assert "answer queued" in shown and "answer (Maria): 10% off on Fridays." in shown
     assert cli.main(["handoffs", "list"]) == 0
     assert "#2" not in capsys.readouterr().out  # answered is closed
+
+
+async def test_a_help_desk_answers_over_http_with_its_token(
+    app: App, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    for platform, chat in (("telegram", "42"), ("console", "local")):
+        await app.dispatcher.dispatch(
+            Incoming(platform, f"{platform}-q", chat, "42", "Any discounts?"), CollectingResponder()
+        )
+        pressed = Incoming(
+            platform, f"{platform}-b", chat, "42", "", action=f"handoff:{platform}-q"
+        )
+        await app.dispatcher.dispatch(pressed, CollectingResponder())
+    caplog.set_level(logging.INFO)
+    token = "desk-s3cret-token"
+    assert http_routes(settings, app, []) == []  # no token, no endpoint
+    with_token = settings.model_copy(update={"handoff_answer_token": SecretStr(token)})
+    server, task, base = await serve(build_http_app(http_routes(with_token, app, [])))
+    auth = {"Authorization": f"Bearer {token}"}
+    try:
+        async with aiohttp.ClientSession() as http:
+
+            async def post(path: str, body: object, headers: dict[str, str]) -> int:
+                async with http.post(base + path, json=body, headers=headers) as response:
+                    return response.status
+
+            answer = {"text": "10% off on Fridays.", "by": "Maria"}
+            assert await post("/handoffs/1/answer", answer, {}) == 401
+            assert await post("/handoffs/1/answer", answer, {"Authorization": "Bearer no"}) == 401
+            assert await post("/handoffs/1/answer", {"answer": "x"}, auth) == 400
+            assert await post("/handoffs/1/answer", {"text": " "}, auth) == 400
+            assert await post("/handoffs/9/answer", answer, auth) == 404
+            assert await post("/handoffs/2/answer", answer, auth) == 422  # a console session
+            assert await post("/handoffs/1/answer", answer, auth) == 202
+            assert await post("/handoffs/1/answer", answer, auth) == 409
+    finally:
+        server.should_exit = True
+        await task
+    async with unit_of_work(app.sessions) as session:
+        answered = await handoffs.get_handoff(session, handoff_id=1)
+    assert answered is not None
+    assert (answered.answer, answered.answered_by) == ("10% off on Fridays.", "Maria")
+    assert token not in caplog.text
 
 
 async def test_two_replicas_send_each_handoff_and_answer_once(

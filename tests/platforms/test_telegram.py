@@ -23,6 +23,7 @@ from services.types import Turn
 from storage import handoffs
 from storage.db import unit_of_work
 from storage.models import Feedback
+from tests.fakes.responder import CollectingResponder
 from tests.fakes.telegram_server import (
     BOT_ID,
     BOT_USERNAME,
@@ -33,7 +34,6 @@ from tests.fakes.telegram_server import (
     message_update,
     visible_text,
 )
-from tests.fakes.responder import CollectingResponder
 from tests.fakes.text import FakeTextGenerator
 from tests.platforms.telegram_harness import SECRET, WEBHOOK_URL, TelegramHarness
 
