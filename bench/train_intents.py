@@ -10,11 +10,12 @@ The test splits are never read here.
 Two phases, the same hyper-parameters:
 
 1. *dev*: a quarter of each HINT3 bot's intents and a fifth of the other rows (a tenth of
-   banking77's rows) are held out; the adapter trained on the rest chooses the FAQ answer
-   threshold (held-out intents play out-of-scope, held-out rows in-scope; one threshold for the
-   three bots) with the product's embedder (``minilm-intents``) and scorer. The dev adapter is
-   kept in var/weights/, so ``--phase calibrate`` can choose the threshold again when the
-   scorer changes, without training.
+   banking77's rows) are held out, each held-out row with its near-duplicates; the adapter
+   trained on the rest chooses the FAQ answer threshold (held-out intents play out-of-scope,
+   held-out rows in-scope, as written and as typed in a chat; one threshold for the three bots)
+   with the product's embedder (``minilm-intents``) and scorer. The dev adapter is kept in
+   var/weights/, so ``--phase calibrate`` can choose the threshold again when the scorer
+   changes, without training.
 2. *final*: the same training on every training row; the file keeps that threshold in its metadata.
 
 Only the adapter (LoRA matrices and LayerNorms, fp16) is written.
@@ -37,7 +38,13 @@ import torch
 from numpy.typing import NDArray
 from tqdm import tqdm
 
-from services.kb.calibration import Fold, choose_threshold, pseudo_folds
+from services.kb.calibration import (
+    Fold,
+    chat_typed,
+    choose_threshold,
+    near_duplicate_groups,
+    pseudo_folds,
+)
 from services.providers.local_embeddings import (
     INTENTS_MODEL,
     INTENTS_WEIGHTS,
@@ -84,6 +91,13 @@ class DevSplit:
 
 
 def dev_split(sets: list[Rows], *, seed: int) -> DevSplit:
+    """Held-out in-scope rows leave with their near-duplicates (judged by the plain MiniLM), so
+    the dev adapter has not trained on a rewording of a dev question either."""
+    from sentence_transformers import SentenceTransformer
+
+    from services.modelhost.offline import minilm_path
+
+    plain = SentenceTransformer(str(minilm_path()), device="cpu")
     rng = np.random.default_rng(seed)
     train, folds = [], []
     for rows in sets:
@@ -91,7 +105,11 @@ def dev_split(sets: list[Rows], *, seed: int) -> DevSplit:
             keep = rng.random(len(rows.texts)) >= 0.1
             train.append(_subset(rows, keep))
             continue
-        kb, query, oos = next(pseudo_folds(rows.labels, rng=rng, repeats=1))
+        vectors = np.asarray(
+            plain.encode(rows.texts, batch_size=64, normalize_embeddings=True), dtype=np.float32
+        )
+        groups = near_duplicate_groups(vectors, rows.labels)
+        kb, query, oos = next(pseudo_folds(rows.labels, rng=rng, repeats=1, groups=groups))
         train.append(_subset(rows, kb))
         folds.append(
             Fold(
@@ -223,7 +241,8 @@ def train(
 
 
 def calibrate(adapter: Path, folds: list[Fold]) -> float:
-    """The FAQ threshold for the product's embedder and scorer, with the dev ``adapter``."""
+    """The FAQ threshold for the product's embedder and scorer, with the dev ``adapter``: each
+    fold as written and as typed in a chat (services/kb/calibration.py)."""
     model = load_sentence_model(
         INTENTS_MODEL, models_dir=ROOT / "var" / "models", device="cpu", adapter=adapter
     )
@@ -231,7 +250,8 @@ def calibrate(adapter: Path, folds: list[Fold]) -> float:
     def vectors(texts: list[str]) -> NDArray[np.float32]:
         return np.asarray(model.encode(texts, batch_size=64), dtype=np.float32)
 
-    embedded = [(f, vectors(f.kb_texts), vectors(f.texts)) for f in folds]
+    scored = [f for fold in folds for f in (fold, chat_typed(fold))]
+    embedded = [(f, vectors(f.kb_texts), vectors(f.texts)) for f in scored]
     threshold, score = choose_threshold(embedded)
     print(f"dev: FAQ threshold {threshold:.3f}, balanced accuracy {score:.3f}", flush=True)
     return threshold

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import random
+
 import numpy as np
 
-from services.kb.calibration import Fold, balanced_accuracy, choose_threshold, pseudo_folds
+from services.kb.calibration import (
+    Fold,
+    balanced_accuracy,
+    chat_typed,
+    choose_threshold,
+    near_duplicate_groups,
+    pseudo_folds,
+    typed_in_chat,
+)
 from services.kb.retrieval import Retriever
 
 
@@ -16,6 +26,46 @@ def test_pseudo_folds_hold_out_whole_intents_as_out_of_scope() -> None:
         assert not any(labels[i] in held for i in np.flatnonzero(kb))
         assert (kb ^ query).all() and not (oos & ~query).any()
         assert (query & ~oos).sum() == 6  # one row of each of the six other intents
+
+
+def test_near_duplicates_of_one_intent_share_a_group() -> None:
+    basis = np.eye(4, dtype=np.float32)
+    twin = 0.95 * basis[0] + 0.31 * basis[1]
+    twin /= np.linalg.norm(twin)
+    vectors = np.vstack([basis[0], twin, basis[2], basis[0], basis[3]]).astype(np.float32)
+    labels = ["a", "a", "a", "b", "a"]
+    groups = near_duplicate_groups(vectors, labels, cutoff=0.9)
+    assert groups[0] == groups[1]  # rewordings of one question
+    assert len({groups[0], groups[2], groups[4]}) == 3
+    assert groups[3] != groups[0]  # as close, but another intent's row
+
+
+def test_grouped_folds_hold_out_a_row_with_its_rewordings() -> None:
+    labels = [f"intent{i // 10}" for i in range(80)]  # 8 intents of 10 rows
+    groups = np.array([i // 2 for i in range(80)])  # rows come in pairs of rewordings
+    for kb, query, oos in pseudo_folds(
+        labels, rng=np.random.default_rng(1), repeats=4, groups=groups
+    ):
+        inside = query & ~oos
+        for group in np.unique(groups):
+            members = groups == group
+            assert inside[members].all() or not inside[members].any()
+        assert inside.sum() == 12  # one pair of each of the six other intents
+        assert (kb ^ query).all()
+
+
+def test_chat_typing_drops_punctuation_and_now_and_then_a_word_or_letter() -> None:
+    rng = random.Random(0)
+    text = "Do you offer zero-percent EMI payment options for the orthopaedic mattress?"
+    typed = [typed_in_chat(text, rng) for _ in range(50)]
+    assert not any(c in t for t in typed for c in "?-")
+    assert len(set(typed)) > 10  # rewritten differently each time
+    words = set(text.replace("?", " ").replace("-", " ").split())
+    kept = [len(set(t.split()) & words) / len(words) for t in typed]
+    assert 0.6 < sum(kept) / len(kept) < 0.95  # mostly the same words
+    fold = Fold(["a"], ["x"], ["Where is my order?", "Hi!"], ["x", None])
+    assert chat_typed(fold).texts == chat_typed(fold).texts  # the same for a seed
+    assert chat_typed(fold).truth == fold.truth and chat_typed(fold).kb_texts == fold.kb_texts
 
 
 def test_balanced_accuracy_weighs_both_sides_equally() -> None:
