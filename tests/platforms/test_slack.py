@@ -15,14 +15,17 @@ from pydantic import SecretStr
 from sqlalchemy import select
 
 from bot.compose import App, ConfigurationError
+from bot.handoff_answers import AnswerCourier
 from bot.platforms.slack import SERVICE_COMMANDS, SlackPlatform
 from bot.runner import configured_platforms
 from bot.settings import Settings
 from handlers.context import Context
-from handlers.types import Reply
+from handlers.types import Incoming, Reply
 from services.types import Turn
+from storage import handoffs
 from storage.db import unit_of_work
 from storage.models import Feedback, InboxEvent
+from tests.fakes.responder import CollectingResponder
 from tests.fakes.slack_server import BOT_ID, BOT_USER_ID, FakeSlackApi
 from tests.fakes.text import FakeTextGenerator
 from tests.platforms.slack_harness import (
@@ -149,6 +152,26 @@ async def test_mention_is_answered_in_its_thread_and_the_thread_is_the_conversat
     await slack.event(mention("Who am I?", ts="200.1"), event_id="Ev3")
     await slack.platform.drain()
     assert "My name is Ada." not in [t.text for t in fake_text.calls[-1]]
+
+
+async def test_a_persons_answer_to_a_handoff_is_posted_in_its_thread(
+    app: App, slack: SlackHarness, slack_api: FakeSlackApi
+) -> None:
+    asked = Incoming("slack", "Ev1", "C0CHAN", "U0ADA", "Do you ship to Mars?", thread_id="100.1")
+    await app.dispatcher.dispatch(asked, CollectingResponder())
+    pressed = Incoming(
+        "slack", "Ev2", "C0CHAN", "U0ADA", "", thread_id="100.1", action="handoff:Ev1"
+    )
+    await app.dispatcher.dispatch(pressed, CollectingResponder())
+    async with unit_of_work(app.sessions) as session:
+        [handoff] = await handoffs.list_handoffs(session)
+        await handoffs.answer_handoff(session, handoff_id=handoff.id, text="Not yet!", by="Maria")
+    courier = AnswerCourier(app.sessions, {"slack": slack.platform.responder_for})
+    assert await courier.deliver_due() == 1
+    [post] = [c for c in slack_api.calls_to("chat.postMessage") if "Not yet!" in str(c)]
+    assert (post["channel"], post["thread_ts"]) == ("C0CHAN", "100.1")
+    assert "Maria from the support team" in str(post)
+    assert await courier.deliver_due() == 0
 
 
 async def test_dm_is_a_conversation_and_a_thread_in_it_its_own(
