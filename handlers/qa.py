@@ -7,7 +7,7 @@ the conversation's context (``remember=True``) so the next follow-up can lean on
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from handlers.budget import PER_TURN_OVERHEAD
 from handlers.context import Context
@@ -18,6 +18,7 @@ from services.qa.answer import DONT_KNOW, Generate, Quote, Unknown, plan_answer
 from services.qa.standalone import standalone_question
 from storage import repositories as repo
 from storage.handoffs import asked_question, request_handoff
+from storage.models import Message
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,20 @@ async def answer_question(ctx: Context, question: str) -> None:
             await ctx.reply_stream(_with_footer(chunks, plan.footer), buttons=buttons)
 
 
+def handoff_transcript(
+    turns: Sequence[Message], *, user_id: int, shared: bool
+) -> list[dict[str, str]]:
+    """The recent turns a person taking a hand-off sees. In a group chat, only the asker's own
+    turns and the bot's answers to them: the other members' words are theirs, not part of the
+    asker's record, and their /forget must reach them."""
+    if shared:
+        mine = {t.event_id for t in turns if t.user_id == user_id}
+        turns = [
+            t for t in turns if t.user_id == user_id or (t.user_id is None and t.event_id in mine)
+        ]
+    return [{"role": t.role, "text": t.text} for t in turns]
+
+
 def register(router: Router) -> None:
     @router.command(
         "ask",
@@ -121,12 +136,13 @@ def register(router: Router) -> None:
             user_id=ctx.user.id,
             event_id=data,
             question=question,
-            transcript=[
-                {"role": turn.role, "text": turn.text}
-                for turn in await repo.context_messages(
+            transcript=handoff_transcript(
+                await repo.context_messages(
                     ctx.session, conversation=ctx.conversation, limit=HANDOFF_TRANSCRIPT_TURNS
-                )
-            ],
+                ),
+                user_id=ctx.user.id,
+                shared=not ctx.incoming.is_private,
+            ),
         )
         if fresh:
             # Also a "handoff" turn of the conversation, so its record shows when it happened;

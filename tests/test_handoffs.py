@@ -73,6 +73,23 @@ async def test_a_press_stores_the_question_once_with_its_conversation(app: App) 
     ]
 
 
+async def test_a_group_handoff_keeps_only_the_askers_side_of_the_chat(app: App) -> None:
+    def said(user: str, text: str, event: str) -> Incoming:
+        return Incoming("test", event, "group", user, text, user_name=user, is_private=False)
+
+    await app.dispatcher.dispatch(said("ann", "My order 77 is late.", "e1"), CollectingResponder())
+    await app.dispatcher.dispatch(said("bob", "My PIN is 1234.", "e2"), CollectingResponder())
+    await app.dispatcher.dispatch(said("ann", "Where is it now?", "e3"), CollectingResponder())
+    button = Incoming("test", "b1", "group", "ann", "", action="handoff:e3", is_private=False)
+    await app.dispatcher.dispatch(button, CollectingResponder())
+    async with unit_of_work(app.sessions) as session:
+        [handoff] = await handoffs.list_handoffs(session)
+    shown = [turn["text"] for turn in handoff.transcript]
+    assert "My order 77 is late." in shown and "Where is it now?" in shown
+    assert "My PIN is 1234." not in shown
+    assert any(turn["role"] == "assistant" for turn in handoff.transcript)
+
+
 async def test_the_desk_gets_each_handoff_once_after_its_outage(
     app: App, desk: FakeDesk, caplog: pytest.LogCaptureFixture
 ) -> None:
