@@ -24,7 +24,9 @@ def add_parser(commands: Any) -> None:
         "close one that was answered some other way.",
     )
     actions = handoffs.add_subparsers(dest="handoffs_command", metavar="ACTION", required=True)
-    listing = actions.add_parser("list", help="open hand-offs, oldest first")
+    listing = actions.add_parser(
+        "list", help="open hand-offs and answers not yet sent, oldest first"
+    )
     listing.add_argument("--all", action="store_true", help="closed ones too")
     show = actions.add_parser("show", help="one hand-off with its conversation")
     show.add_argument("id", type=int, metavar="ID")

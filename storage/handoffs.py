@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import Select, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -196,9 +196,11 @@ async def mark_failed(
 async def list_handoffs(
     session: AsyncSession, *, include_closed: bool = False
 ) -> list[HandoffView]:
+    """Open hand-offs and those whose answer is still to be sent; with ``include_closed``,
+    every one."""
     query = _views().order_by(Handoff.id)
     if not include_closed:
-        query = query.where(Handoff.closed_at.is_(None))
+        query = query.where(or_(Handoff.closed_at.is_(None), Handoff.answer_due_at.is_not(None)))
     return await _fetch(session, query)
 
 
