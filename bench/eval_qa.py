@@ -43,7 +43,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from services.kb.calibration import (
-    balanced_accuracy,
+    best_threshold,
     near_duplicate_groups,
     pseudo_folds,
     typed_in_chat,
@@ -240,13 +240,7 @@ def choose_threshold(bots: dict[str, Bot], method: Method, embed: Embeddings) ->
                     texts,
                 )
                 folds.append(([(r[0], s) for r, s in results], truth))
-    scores = np.concatenate([[s for _, s in results] for results, _ in folds])
-    candidates = np.unique(np.quantile(scores, np.linspace(0, 1, 201)))
-
-    def balanced(threshold: float) -> float:
-        return float(np.mean([balanced_accuracy(r, t, threshold) for r, t in folds]))
-
-    return float(max(candidates, key=balanced))
+    return best_threshold(folds)[0]
 
 
 def hint3(

@@ -10,7 +10,6 @@ or the platform is unreachable still arrives, once.
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import json
 import logging
@@ -22,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from bot.handoff_desk import CLAIM_LEASE, retry_pause
+from bot.handoff_desk import CLAIM_LEASE, poll_forever, retry_pause
 from handlers.types import Incoming, Reply, Responder
 from storage import handoffs
 from storage.db import SessionFactory, unit_of_work
@@ -144,12 +143,9 @@ class AnswerCourier:
         self._poll_every = poll_every
 
     async def run_forever(self) -> None:
-        while True:
-            try:
-                await self.deliver_due()
-            except Exception:
-                log.exception("sending hand-off answers failed")
-            await asyncio.sleep(self._poll_every)
+        await poll_forever(
+            self.deliver_due, every=self._poll_every, what="sending hand-off answers"
+        )
 
     async def deliver_due(self) -> int:
         """Send every answer that is due; returns how many reached their chat."""

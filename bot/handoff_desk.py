@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from datetime import timedelta
 from typing import Any
@@ -30,6 +31,16 @@ CLAIM_LEASE = timedelta(minutes=5)  # longer than 20 sends that time out
 QUESTION_CHARS = 500
 # Filled in later, when a person answers (bot/handoff_answers.py); not the desk's business.
 ANSWER_FIELDS = ("answer", "answered_by", "answer_attempts", "answer_sent_at", "answer_error")
+
+
+async def poll_forever(step: Callable[[], Awaitable[object]], *, every: float, what: str) -> None:
+    """Run ``step`` every ``every`` seconds until cancelled; a failure is logged, not fatal."""
+    while True:
+        try:
+            await step()
+        except Exception:
+            log.exception("%s failed", what)
+        await asyncio.sleep(every)
 
 
 def retry_pause(attempts: int) -> timedelta:
@@ -72,12 +83,9 @@ class HandoffDesk:
 
     async def run_forever(self) -> None:
         async with aiohttp.ClientSession(timeout=self._timeout) as http:
-            while True:
-                try:
-                    await self.deliver_due(http)
-                except Exception:
-                    log.exception("delivering hand-offs failed")
-                await asyncio.sleep(self._poll_every)
+            await poll_forever(
+                lambda: self.deliver_due(http), every=self._poll_every, what="delivering hand-offs"
+            )
 
     async def deliver_due(self, http: aiohttp.ClientSession) -> int:
         """Send every hand-off that is due; returns how many the desk took."""

@@ -71,7 +71,7 @@ class Batched(Generic[JobT]):
     run in progress starts one, so a lone job runs at once. A failing run is repeated job by
     job, so one bad job fails only its own caller."""
 
-    def __init__(self, engine: AsyncEngine, *, max_batch: int) -> None:
+    def __init__(self, engine: AsyncEngine, *, max_batch: int = 200) -> None:
         self._engine = engine
         self._max_batch = max_batch
         self._queue: list[JobT] = []

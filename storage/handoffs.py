@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from storage.models import Conversation, Handoff, Message, User, utcnow
-from storage.repositories import _insert_ignore
+from storage.repositories import _insert_ignore, add_message
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,20 +232,16 @@ async def mark_answer_sent(session: AsyncSession, *, handoff_id: int, shown: str
     """The answer reached the chat as ``shown``: it joins the conversation as the assistant's
     turn, so the bot's next answers know what the person said."""
     handoff = await session.get_one(Handoff, handoff_id)
-    conversation = await session.get_one(Conversation, handoff.conversation_id)
     handoff.answer_sent_at = utcnow()
     handoff.answer_due_at = None
     handoff.answer_attempts += 1
     handoff.answer_error = None
-    session.add(
-        Message(
-            conversation_id=conversation.id,
-            role="assistant",
-            text=shown,
-            kind="chat",
-            epoch=conversation.epoch,
-            event_id=f"handoff-answer:{handoff_id}",
-        )
+    await add_message(
+        session,
+        conversation=await session.get_one(Conversation, handoff.conversation_id),
+        role="assistant",
+        text=shown,
+        event_id=f"handoff-answer:{handoff_id}",
     )
 
 

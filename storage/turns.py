@@ -91,9 +91,6 @@ class States(Batched[_Wanted]):
     """Reads who is talking and what was said, for every message arriving together in one
     query: a query's round trips through the driver cost more than the rows it reads."""
 
-    def __init__(self, engine: AsyncEngine, *, max_batch: int = 200) -> None:
-        super().__init__(engine, max_batch=max_batch)
-
     async def load(
         self, *, platform: str, external_id: str, chat_id: str, thread_id: str
     ) -> State | None:

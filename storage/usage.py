@@ -1,53 +1,15 @@
-"""Usage counters, statistics and the right to be forgotten. Functions never commit."""
+"""Usage statistics and the right to be forgotten (the counters themselves are group-committed
+by storage/turns.py `add_usage`). Functions never commit."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import Message, Usage, User
-from storage.repositories import _insert_ignore
-
-
-async def usage_today(session: AsyncSession, *, user_id: int, day: date) -> Usage:
-    await _insert_ignore(
-        session,
-        Usage,
-        {"user_id": user_id, "day": day.isoformat(), "messages": 0, "tokens": 0, "images": 0},
-    )
-    usage = await session.scalar(
-        select(Usage).where(Usage.user_id == user_id, Usage.day == day.isoformat())
-    )
-    assert usage is not None
-    return usage
-
-
-async def add_usage(
-    session: AsyncSession,
-    *,
-    user_id: int,
-    day: date,
-    messages: int = 0,
-    tokens: int = 0,
-    images: int = 0,
-) -> None:
-    """Atomic increments, so concurrent replicas never lose a count."""
-    increment = (
-        update(Usage)
-        .where(Usage.user_id == user_id, Usage.day == day.isoformat())
-        .values(
-            messages=Usage.messages + messages,
-            tokens=Usage.tokens + tokens,
-            images=Usage.images + images,
-        )
-    )
-    # The day's row usually exists: one UPDATE; the first message of a day creates it.
-    if not getattr(await session.execute(increment), "rowcount", 0):
-        await usage_today(session, user_id=user_id, day=day)
-        await session.execute(increment)
 
 
 @dataclass(frozen=True, slots=True)

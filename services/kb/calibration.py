@@ -153,7 +153,14 @@ def choose_threshold(
 ) -> tuple[float, float]:
     """The threshold with the best mean balanced accuracy over ``folds`` (each with its KB and
     query vectors), and that accuracy."""
-    scored = [(answers(f, kb, q, config=config), f.truth) for f, kb, q in folds]
+    return best_threshold([(answers(f, kb, q, config=config), f.truth) for f, kb, q in folds])
+
+
+def best_threshold(
+    scored: Sequence[tuple[Sequence[tuple[str, float]], Sequence[str | None]]],
+) -> tuple[float, float]:
+    """Over folds scored by some method (each: its (answer, confidence) results and its
+    truth), the threshold with the best mean balanced accuracy, and that accuracy."""
     scores = np.concatenate([[s for _, s in results] for results, _ in scored])
     candidates = np.unique(np.quantile(scores, np.linspace(0, 1, 201)))
     values = [

@@ -46,7 +46,8 @@ class EncoderAdapterConfig:
     """What an encoder adapter file needs besides its tensors; kept in its safetensors metadata.
 
     ``faq_threshold`` is the answer threshold on FAQ-match confidence calibrated for this
-    adapter (``bench/train_intents.py`` chooses it on held-out training intents), or None."""
+    adapter (``bench/train_intents.py`` chooses it on training data held out of the adapter's
+    training, services/kb/calibration.py), or None."""
 
     rank: int = 8
     alpha: float = 16.0
