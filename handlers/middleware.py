@@ -33,6 +33,25 @@ USER_TURN = "user_turn"
 INBOX_DONE = "inbox_done"
 
 SORRY = "Something went wrong on my side. Your message is saved; please try again."
+# When even the inbox cannot take a message: it is not kept, so the user must send it again.
+NOT_SAVED = "I could not save your message because of a problem on my side. Please send it again."
+# Pauses between attempts to store an event, about 7.5 s in all: within the 10 s that a Telegram
+# webhook waits before it must answer.
+STORE_RETRIES = (0.5, 1.0, 2.0, 4.0)
+
+
+class NotStored(Exception):
+    """The inbox could not store an event, so nothing was answered and nothing kept. A
+    platform whose server delivers the event again (a webhook answered with an error) lets it;
+    the others tell the user with `NOT_SAVED` (`say_not_saved`)."""
+
+
+async def say_not_saved(responder: Responder) -> None:
+    """Tells the user that their message was lost and must be sent again, if that can reach them."""
+    try:
+        await responder.send(Reply(text=NOT_SAVED))
+    except Exception:
+        log.exception("could not tell the user that their message was not saved")
 
 
 @dataclass(slots=True)
@@ -65,11 +84,17 @@ class InboxMiddleware:
     """
 
     def __init__(
-        self, sessions: SessionFactory, commits: GroupCommit, *, heartbeat: float = 10.0
+        self,
+        sessions: SessionFactory,
+        commits: GroupCommit,
+        *,
+        heartbeat: float = 10.0,
+        retries: tuple[float, ...] | None = None,
     ) -> None:
         self._sessions = sessions
         self._commits = commits
         self._heartbeat = heartbeat
+        self._retries = retries  # None: STORE_RETRIES
         # Events in progress (a count: a resumed event may briefly run twice), and the one
         # task that keeps their heartbeats while any is left.
         self._working: dict[tuple[str, str], int] = {}
@@ -78,12 +103,7 @@ class InboxMiddleware:
     async def __call__(self, envelope: Envelope, call_next: Next) -> None:
         incoming = envelope.incoming
         if not envelope.resumed:
-            fresh = await self._commits.record_event(
-                platform=incoming.platform,
-                event_id=incoming.event_id,
-                payload=incoming.to_payload(),
-                conversation_key=inbox_order.conversation_key(*incoming.conversation_key),
-            )
+            fresh = await self._record(incoming)
             if not fresh:
                 EVENTS.labels(incoming.platform, "duplicate").inc()
                 envelope.duplicate = True
@@ -111,6 +131,32 @@ class InboxMiddleware:
                 self._working[key] = left
             else:
                 del self._working[key]
+
+    async def _record(self, incoming: Incoming) -> bool:
+        """Stores the event (True) or finds it stored already (False); a failing database is
+        tried again a few times (a locked SQLite file, a PostgreSQL fail-over), then `NotStored`."""
+        event = f"{incoming.platform}:{incoming.event_id}"
+        pauses = STORE_RETRIES if self._retries is None else self._retries
+        for pause in (*pauses, None):
+            try:
+                return await self._commits.record_event(
+                    platform=incoming.platform,
+                    event_id=incoming.event_id,
+                    payload=incoming.to_payload(),
+                    conversation_key=inbox_order.conversation_key(*incoming.conversation_key),
+                )
+            except Exception as exc:
+                if pause is None:
+                    EVENTS.labels(incoming.platform, "not_stored").inc()
+                    raise NotStored(f"event {event} could not be stored") from exc
+                log.warning(
+                    "could not store event %s (%s); trying again in %.1fs",
+                    event,
+                    type(exc).__name__,
+                    pause,
+                )
+                await asyncio.sleep(pause)
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def _beat(self) -> None:
         """Every ``heartbeat`` seconds, one write touches all events in progress; ends when

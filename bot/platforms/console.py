@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import logging
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -15,7 +16,10 @@ from contextlib import AbstractAsyncContextManager, nullcontext
 from pathlib import Path
 from typing import ClassVar, TextIO
 
+from handlers.middleware import NotStored, say_not_saved
 from handlers.types import Button, Dispatch, Incoming, Reply
+
+log = logging.getLogger(__name__)
 
 PROMPT = "you › "
 
@@ -109,7 +113,11 @@ class ConsolePlatform:
                 break
             text = line.strip()
             if text:
-                await dispatch(to_incoming(text, user=self._user), responder)
+                try:
+                    await dispatch(to_incoming(text, user=self._user), responder)
+                except NotStored as exc:
+                    log.error("%s", exc)
+                    await say_not_saved(responder)
                 if not self.interactive:
                     self._out.write("\n")
 

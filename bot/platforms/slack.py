@@ -29,6 +29,7 @@ from bot.platforms.slack_incoming import action_to_incoming, command_to_incoming
 from bot.platforms.slack_render import ACTION_PREFIX
 from bot.platforms.slack_responder import SlackResponder, to_destination
 from bot.platforms.slack_stream import StreamSupport
+from handlers.middleware import NotStored, say_not_saved
 from handlers.types import Dispatch, Incoming
 
 if TYPE_CHECKING:
@@ -221,7 +222,12 @@ class SlackPlatform:
         async def work() -> None:
             await self._ready.wait()
             assert self._dispatch is not None
-            await self._dispatch(incoming, responder)
+            try:
+                await self._dispatch(incoming, responder)
+            except NotStored as exc:
+                # Slack has its ack already and will not deliver the event again.
+                log.error("%s", exc)
+                await say_not_saved(responder)
 
         self._track(work(), label=incoming.event_id)
 

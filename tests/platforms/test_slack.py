@@ -20,11 +20,13 @@ from bot.platforms.slack import SERVICE_COMMANDS, SlackPlatform
 from bot.runner import configured_platforms
 from bot.settings import Settings
 from handlers.context import Context
+from handlers.middleware import NOT_SAVED
 from handlers.types import Incoming, Reply
 from services.types import Turn
 from storage import handoffs
 from storage.db import unit_of_work
 from storage.models import Feedback, InboxEvent
+from tests.fakes.inbox import FlakyInbox
 from tests.fakes.responder import CollectingResponder
 from tests.fakes.slack_server import BOT_ID, BOT_USER_ID, FakeSlackApi
 from tests.fakes.text import FakeTextGenerator
@@ -172,6 +174,17 @@ async def test_a_persons_answer_to_a_handoff_is_posted_in_its_thread(
     assert (post["channel"], post["thread_ts"]) == ("C0CHAN", "100.1")
     assert "Maria from the support team" in str(post)
     assert await courier.deliver_due() == 0
+
+
+async def test_an_event_the_store_refuses_gets_an_apology(
+    app: App, slack: SlackHarness, slack_api: FakeSlackApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Slack has its ack already and will not send the event again: the user must hear it.
+    FlakyInbox(app, monkeypatch, failures=None)
+    assert (await slack.event(mention("Hello?", ts="150.1"), event_id="EvLost")).status == 200
+    await slack.platform.drain()
+    posted = slack_api.calls_to("chat.postMessage")
+    assert [(c["thread_ts"], c["text"]) for c in posted] == [("150.1", NOT_SAVED)]
 
 
 async def test_dm_is_a_conversation_and_a_thread_in_it_its_own(

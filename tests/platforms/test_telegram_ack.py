@@ -9,8 +9,10 @@ import pytest
 from sqlalchemy import select
 
 from bot.compose import App
+from handlers.middleware import NOT_SAVED
 from storage.db import unit_of_work
 from storage.models import InboxEvent
+from tests.fakes.inbox import FlakyInbox
 from tests.fakes.telegram_server import FakeTelegramServer, message_update
 from tests.fakes.text import FakeTextGenerator
 from tests.platforms.telegram_harness import TelegramHarness
@@ -49,3 +51,48 @@ async def test_the_webhook_acknowledges_stored_updates_before_answering(
     assert webhook.platform is not None
     await webhook.platform.wait_idle()
     assert len(webhook.server.calls_to("sendMessage")) == 2
+
+
+async def test_an_update_the_store_refuses_is_refused_so_telegram_sends_it_again(
+    app: App, webhook: TelegramHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    flaky = FlakyInbox(app, monkeypatch, failures=None)
+    update = {"update_id": 7101, **message_update("/gen hello")}
+    assert await webhook.post(update) == 503
+    assert flaky.calls == 3  # the first try and two more
+    assert webhook.platform is not None
+    await webhook.platform.wait_idle()
+    # No apology: Telegram's next delivery is answered once the database is back.
+    assert webhook.server.calls_to("sendMessage") == []
+    flaky.failures = 0
+    assert await webhook.post(update) == 200
+    await webhook.platform.wait_idle()
+    assert [c.params["text"] for c in webhook.server.calls_to("sendMessage")] == ["answered"]
+    assert await stored(app) == ["7101"]
+
+
+async def test_a_briefly_locked_store_only_delays_the_update(
+    app: App, webhook: TelegramHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    FlakyInbox(app, monkeypatch, failures=2)
+    assert await webhook.post({"update_id": 7201, **message_update("/gen hello")}) == 200
+    assert webhook.platform is not None
+    await webhook.platform.wait_idle()
+    assert [c.params["text"] for c in webhook.server.calls_to("sendMessage")] == ["answered"]
+
+
+async def test_a_polled_update_the_store_refuses_gets_an_apology(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # getUpdates has moved past it, so it cannot come again: the user must hear to resend.
+    server = FakeTelegramServer()
+    await server.start()
+    polling = TelegramHarness(server)
+    await polling.start(app.dispatcher.dispatch, commands=app.router.commands)
+    try:
+        FlakyInbox(app, monkeypatch, failures=None)
+        await polling.deliver(message_update("/gen hello"))
+        assert [c.params["text"] for c in server.calls_to("sendMessage")] == [NOT_SAVED]
+    finally:
+        await polling.stop()
+        await server.stop()

@@ -18,7 +18,7 @@ import re
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
@@ -42,10 +42,12 @@ from bot.platforms.telegram.limiter import Limits, OutboundLimiter
 from bot.platforms.telegram.responder import Pacing, TelegramResponder
 from bot.settings import Settings
 from handlers import admission
+from handlers.middleware import NotStored, say_not_saved
 from handlers.router import Command
 from handlers.types import Dispatch, Incoming
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 WEBHOOK_PATH = "/telegram/webhook"
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
@@ -103,7 +105,7 @@ class TelegramPlatform:
         self._dispatch: Dispatch | None = None
         # (username, id) of the bot; set once start-up is done, webhooks wait for it.
         self._me: tuple[str, int] | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         # Per conversation, the last update's "queued" signal (set when handled, at the latest).
         self._lanes: dict[tuple[str, str, str], asyncio.Event] = {}
         self._worker: asyncio.Task[None] | None = None
@@ -223,15 +225,20 @@ class TelegramPlatform:
             update = Update.model_validate(await request.json(), context={"bot": self._bot})
         except ValueError:
             return PlainTextResponse("not a Telegram update", status_code=400)
-        queued = self._accept(update)
-        if queued is not None:
+        accepted = self._accept(update)
+        if accepted is not None:
+            queued, task = accepted
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(queued.wait(), _ACK_WITHIN)
+            if not queued.is_set() or (task.done() and not task.result()):
+                # Not stored (yet): Telegram delivers it again, and the inbox answers it once.
+                return PlainTextResponse("not stored, deliver again", status_code=503)
         return Response(status_code=200)
 
-    def _accept(self, update: Update) -> asyncio.Event | None:
-        """Start handling ``update`` in the background; never blocks the caller. Returns what
-        is set once the update is stored and queued (or handled), if it is dispatched."""
+    def _accept(self, update: Update) -> tuple[asyncio.Event, asyncio.Task[bool]] | None:
+        """Start handling ``update`` in the background; never blocks the caller. Returns, if it
+        is dispatched, what is set once the update is stored and queued (or handled), and the
+        task, whose result is False if the update could not be stored."""
         assert self._me is not None
         incoming = to_incoming(update, *self._me)
         target = to_target(update)
@@ -251,16 +258,16 @@ class TelegramPlatform:
         if not incoming.action:
             self._lanes[key] = queued
             task.add_done_callback(partial(self._leave_lane, key, queued))
-        return queued
+        return queued, task
 
-    def _track(self, work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    def _track(self, work: Coroutine[Any, Any, _T]) -> asyncio.Task[_T]:
         task = asyncio.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
 
     def _leave_lane(
-        self, key: tuple[str, str, str], queued: asyncio.Event, task: asyncio.Task[None]
+        self, key: tuple[str, str, str], queued: asyncio.Event, task: asyncio.Task[bool]
     ) -> None:
         if self._lanes.get(key) is queued:
             del self._lanes[key]
@@ -272,7 +279,10 @@ class TelegramPlatform:
         *,
         after: asyncio.Event | None,
         queued: asyncio.Event,
-    ) -> None:
+    ) -> bool:
+        """Dispatches the update; False if it could not be stored. A webhook's update is then
+        refused, so that Telegram delivers it again; a polled one cannot come again, so the
+        user is told to send it again."""
         assert self._dispatch is not None
         if after is not None:
             await after.wait()
@@ -280,10 +290,16 @@ class TelegramPlatform:
         responder = TelegramResponder(self._api, target, pacing=self._config.pacing)
         try:
             await self._dispatch(incoming, responder)
+        except NotStored as exc:
+            log.error("%s", exc)
+            if self._config.webhook_url is None:
+                await say_not_saved(responder)
+            return False
         except Exception:
             log.exception("Telegram update %s failed", incoming.event_id)
         finally:
             await responder.close()
+        return True
 
     async def _answer_only(self, target: Target) -> None:
         await self._api.answer_callback(target)
