@@ -64,6 +64,7 @@ class FakeTelegramServer:
         self.reject_entities = False
         self.poll_wait = poll_wait
         self._rate_limited: dict[str, int] = {}
+        self._failing: dict[str, tuple[int, str]] = {}
         self._updates: list[dict[str, Any]] = []
         self._update_ids = itertools.count(1000)
         self._message_ids = itertools.count(1)
@@ -99,6 +100,10 @@ class FakeTelegramServer:
         """The next call of ``method`` gets a 429 with ``retry_after``."""
         self._rate_limited[method] = retry_after
 
+    def fail_next(self, method: str, code: int, description: str) -> None:
+        """The next call of ``method`` gets Telegram's error ``code`` with ``description``."""
+        self._failing[method] = (code, description)
+
     def calls_to(self, *methods: str) -> list[Call]:
         return [c for c in self.calls if c.method in methods]
 
@@ -124,6 +129,9 @@ class FakeTelegramServer:
         for listener in self.listeners:
             listener(call)
         await self._notify()
+        failing = self._failing.pop(call.method, None)
+        if failing is not None:
+            return _error(*failing)
         retry_after = self._rate_limited.pop(call.method, None)
         if retry_after is not None:
             return _error(429, f"Too Many Requests: retry after {retry_after}", retry_after)

@@ -251,6 +251,17 @@ async def test_429_waits_retry_after_and_delivers(
     assert delivered.at - refused.at >= 0.9
 
 
+async def test_a_polling_conflict_is_waited_out(
+    polling: TelegramHarness, server: FakeTelegramServer
+) -> None:
+    # Telegram's 409 while another process still polls (a rolling deploy): not a reason to stop.
+    conflict = "Conflict: terminated by other getUpdates request"
+    server.fail_next("getUpdates", 409, conflict)
+    await server.wait_until(lambda: len(server.calls_to("getUpdates")) >= 2)
+    await polling.deliver(message_update("/start"))
+    assert len(server.calls_to("sendMessage")) == 1
+
+
 async def test_duplicated_update_is_answered_once(
     polling: TelegramHarness, server: FakeTelegramServer, fake_text: FakeTextGenerator
 ) -> None:

@@ -26,6 +26,7 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import (
     ClientDecodeError,
     TelegramAPIError,
+    TelegramConflictError,
     TelegramNetworkError,
     TelegramRetryAfter,
     TelegramServerError,
@@ -203,7 +204,9 @@ class TelegramPlatform:
                     backoff = min(backoff * 2, _MAX_BACKOFF)
                     continue
                 offset = past
-            except (TelegramNetworkError, TelegramServerError) as exc:
+            except (TelegramNetworkError, TelegramServerError, TelegramConflictError) as exc:
+                # A conflict: another process polls this bot (a rolling deploy's old replica)
+                # or a webhook is still set; it passes, or the log says what to fix.
                 log.warning("getUpdates failed (%s); retrying in %.0fs", exc.message, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, _MAX_BACKOFF)
