@@ -40,14 +40,15 @@ class Incoming:
     workspace_id: str | None = None
 
     def __post_init__(self) -> None:
-        # Telegram and Slack send JSON, which can carry lone UTF-16 surrogates (\ud800);
-        # neither the store nor an outbound request can encode them as UTF-8, so the message
-        # would fail wherever it went next. They become U+FFFD here, where every platform passes.
+        # Telegram and Slack send JSON, which can carry lone UTF-16 surrogates (\ud800) and
+        # NUL characters (text pasted from a PDF); neither the store (PostgreSQL refuses NUL in
+        # text) nor an outbound request can take them, so the message would fail wherever it
+        # went next. They are mended here, where every platform passes.
         for name in _TEXT_FIELDS:
             value = getattr(self, name)
-            if value is not None and not _encodable(value):
+            if value is not None and not _storable(value):
                 object.__setattr__(self, name, well_formed(value))
-        if not all(_encodable(a) for a in self.attachments):
+        if not all(_storable(a) for a in self.attachments):
             object.__setattr__(self, "attachments", tuple(map(well_formed, self.attachments)))
 
     @property
@@ -75,7 +76,9 @@ _TEXT_FIELDS = (
 )
 
 
-def _encodable(text: str) -> bool:
+def _storable(text: str) -> bool:
+    if "\x00" in text:
+        return False
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -84,8 +87,9 @@ def _encodable(text: str) -> bool:
 
 
 def well_formed(text: str) -> str:
-    """``text`` with every lone surrogate replaced by U+FFFD (pairs are joined, as a UTF-16
-    decoder would)."""
+    """``text`` without NUL characters and with every lone surrogate replaced by U+FFFD (pairs
+    are joined, as a UTF-16 decoder would)."""
+    text = text.replace("\x00", "")
     return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 

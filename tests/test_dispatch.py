@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 from sqlalchemy import select
 
-from bot.compose import App
+from bot.compose import App, build_app
+from bot.migrate import upgrade_async
+from bot.settings import Settings
 from handlers.types import Incoming
+from services.container import GenerationConfig, Services
 from storage.db import unit_of_work
 from storage.models import Feedback, InboxEvent, Message
 from tests.fakes.responder import CollectingResponder
@@ -102,3 +106,23 @@ async def test_answers_carry_feedback_buttons_that_store_votes(app: App) -> None
     async with unit_of_work(app.sessions) as session:
         votes = (await session.scalars(select(Feedback))).all()
         assert [(v.event_id, v.score) for v in votes] == [("rated", 1)]
+
+
+async def test_a_nul_character_is_dropped_so_the_message_is_kept_on_every_store(
+    database_url: str, tmp_path: Path
+) -> None:
+    # Valid JSON ("\u0000", text pasted from a PDF) that PostgreSQL refuses in a text column.
+    await upgrade_async(database_url)
+    settings = Settings(data_dir=tmp_path, database_url=database_url, _env_file=None)  # type: ignore[call-arg]
+    config = GenerationConfig(system_prompt="t", max_tokens=64, temperature=0)
+    app = build_app(settings, services=Services(FakeTextGenerator(), config))
+    try:
+        responder = CollectingResponder()
+        message = Incoming("slack", "Ev1", "D1", "U1", "pasted:\x00 what is this?")
+        await app.dispatcher.dispatch(message, responder)
+        assert responder.texts == ["Hello from the fake model."]
+        async with unit_of_work(app.sessions) as session:
+            turns = [(m.role, m.text) for m in await session.scalars(select(Message))]
+        assert turns[0] == ("user", "pasted: what is this?")
+    finally:
+        await app.close()
