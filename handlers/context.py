@@ -46,6 +46,13 @@ class Context:
             self.opened = self.open_session()
         return self.opened
 
+    def reading(self) -> AsyncSession:
+        """A session of its own for reads ahead of a model call; ``async with`` it, and its
+        pooled connection is returned at the end of the block, before the model answers. (The
+        unit of work, `session`, keeps its connection until the message is answered: slow
+        models would drain the pool.)"""
+        return self.open_session()
+
     async def reply(self, reply: Reply) -> None:
         await self.responder.send(reply)
         if reply.image is not None:

@@ -20,7 +20,7 @@ from numpy.typing import NDArray
 
 from handlers.chat import generate
 from handlers.context import Context
-from handlers.qa import answer_question
+from handlers.qa import answer_question, kb_has_documents
 from handlers.router import Command, Router
 from services.types import Embedder
 
@@ -264,11 +264,7 @@ async def route_text(ctx: Context, text: str, intent: Intent) -> str:
         if command is not None and (args or not command.args_required):
             await command.handler(ctx, args)
             return name
-    elif (
-        intent.name == QUESTION
-        and ctx.services.kb is not None
-        and await ctx.services.kb.size(ctx.session) > 0
-    ):
+    elif intent.name == QUESTION and await kb_has_documents(ctx):
         await answer_question(ctx, text)
         return "ask"
     await generate(ctx, ctx.history, text)

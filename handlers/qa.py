@@ -51,14 +51,16 @@ async def answer_question(ctx: Context, question: str) -> None:
         query = await standalone_question(
             question, ctx.history, text=text_model if config.capable_model else None
         )
-        hits = await kb.search(
-            ctx.session,
-            query.text,
-            context=query.context,
-            context_weight=query.context_weight,
-            k=config.top_k,
-        )
-        if not hits and await kb.size(ctx.session) == 0:
+        async with ctx.reading() as session:
+            hits = await kb.search(
+                session,
+                query.text,
+                context=query.context,
+                context_weight=query.context_weight,
+                k=config.top_k,
+            )
+            empty = not hits and await kb.size(session) == 0
+        if empty:
             await ctx.reply_text(EMPTY_KB)
             return
         generation = ctx.services.generation
@@ -95,6 +97,13 @@ async def answer_question(ctx: Context, question: str) -> None:
         )
         async with ctx.responder.typing():
             await ctx.reply_stream(_with_footer(chunks, plan.footer), buttons=buttons)
+
+
+async def kb_has_documents(ctx: Context) -> bool:
+    if ctx.services.kb is None:
+        return False
+    async with ctx.reading() as session:
+        return await ctx.services.kb.size(session) > 0
 
 
 def handoff_transcript(

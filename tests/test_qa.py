@@ -7,7 +7,7 @@ know" with a hand-off to a person, and documents that cannot give the model orde
 from __future__ import annotations
 
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -24,6 +24,7 @@ from services.kb.knowledge import KnowledgeBase
 from services.providers.local_embeddings import LocalEmbedder
 from services.qa.answer import DONT_KNOW, GROUNDING, QAConfig
 from services.qa.standalone import REWRITE_INSTRUCTION
+from services.types import Turn
 from storage.db import unit_of_work
 from storage.models import Message
 from tests.fakes.responder import CollectingResponder
@@ -189,3 +190,37 @@ async def test_empty_knowledge_base(
         assert await say(empty, "What plans do you offer?") == ["Hello from the fake model."]
     finally:
         await empty.close()
+
+
+class PoolProbe(FakeTextGenerator):
+    """Notes how many pooled connections are checked out while it generates."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held: list[int] = []
+        self.app: App | None = None
+
+    async def stream(
+        self, turns: Sequence[Turn], *, max_tokens: int, temperature: float
+    ) -> AsyncIterator[str]:
+        assert self.app is not None
+        self.held.append(self.app.engine.pool.checkedout())  # type: ignore[attr-defined]
+        async for chunk in super().stream(turns, max_tokens=max_tokens, temperature=temperature):
+            yield chunk
+
+
+async def test_no_database_connection_is_held_while_the_model_answers(
+    migrated: Settings, minilm: LocalEmbedder, docs: Path
+) -> None:
+    # Questions read the knowledge base first; slow models must not drain the pool meanwhile.
+    probe = PoolProbe()
+    app = probe.app = make_app(migrated, probe, minilm, capable_model=True)
+    try:
+        await say(app, "How are you today?")  # a question, but the KB is empty: chat
+        assert app.services.kb is not None
+        await ingest_paths(app.services.kb, app.sessions, [docs])
+        await say(app, "/ask Do gift cards expire?")
+        await say(app, "Do gift cards expire?")
+    finally:
+        await app.close()
+    assert probe.held == [0, 0, 0]
