@@ -18,6 +18,7 @@ from bot.platforms.slack_stream import (
     StreamWriter,
     api_call,
     post_message,
+    update_message,
 )
 from handlers.types import Button, Incoming, Reply
 
@@ -56,6 +57,8 @@ class SlackResponder:
         self._support = support
         # chat.update and chat.appendStream run at most once per interval while streaming.
         self._interval = interval
+        # The message of an answer that broke off: the next public text replaces it.
+        self._unfinished: str | None = None
 
     async def send(self, reply: Reply) -> None:
         if reply.image is not None:
@@ -64,6 +67,9 @@ class SlackResponder:
         for message in to_messages(reply.text or "", buttons=reply.buttons):
             if reply.private:
                 await self._post_ephemeral(message)
+            elif self._unfinished is not None:
+                await update_message(self._client, self._dest, self._unfinished, message)
+                self._unfinished = None
             else:
                 await post_message(self._client, self._dest, message)
 
@@ -71,11 +77,17 @@ class SlackResponder:
         writer = StreamWriter(self._client, self._dest, support=self._support)
         clock = asyncio.get_running_loop().time
         text, shown_at = "", -math.inf
-        async for chunk in chunks:
-            text += chunk
-            if text.strip() and clock() - shown_at >= self._interval:
-                await writer.show(text.strip())
-                shown_at = clock()
+        try:
+            async for chunk in chunks:
+                text += chunk
+                if text.strip() and clock() - shown_at >= self._interval:
+                    await writer.show(text.strip())
+                    shown_at = clock()
+        except Exception:
+            # The model failed mid-answer: the apology that follows replaces the half answer,
+            # which is not kept in the conversation either.
+            self._unfinished = await writer.abandon()
+            raise
         final = text.strip()
         if final:
             await writer.finish(final, buttons)

@@ -106,6 +106,16 @@ class StreamWriter:
         for message in rest:
             await post_message(self._client, self._dest, message)
 
+    async def abandon(self) -> str | None:
+        """Ends an answer that broke off; the ts of the message shown so far, if any."""
+        if self._ts is not None and self._native:
+            try:
+                async with api_call("chat.stopStream"):
+                    await self._client.chat_stopStream(channel=self._dest.channel, ts=self._ts)
+            except SlackError as exc:
+                log.warning("could not stop the broken-off stream %s: %s", self._ts, exc.error)
+        return self._ts
+
     async def _open(self, text: str) -> None:
         if self._native and await self._started(text[:APPEND_CHARS]):
             await self._append(text)
@@ -158,13 +168,7 @@ class StreamWriter:
             self._sent += len(delta)
 
     async def _update(self, message: SlackMessage) -> None:
-        async with api_call("chat.update"):
-            await self._client.chat_update(
-                channel=self._dest.channel,
-                ts=str(self._ts),
-                text=message.text,
-                blocks=list(message.blocks),
-            )
+        await update_message(self._client, self._dest, str(self._ts), message)
 
 
 async def post_message(
@@ -179,3 +183,13 @@ async def post_message(
             blocks=list(message.blocks),
         )
     return str(response["ts"])
+
+
+async def update_message(
+    client: AsyncWebClient, destination: Destination, ts: str, message: SlackMessage
+) -> None:
+    """chat.update of the message ``ts`` in the destination's channel."""
+    async with api_call("chat.update"):
+        await client.chat_update(
+            channel=destination.channel, ts=ts, text=message.text, blocks=list(message.blocks)
+        )

@@ -38,3 +38,16 @@ class FakeTextGenerator:
             raise ProviderError("The text service is unavailable right now, try again in a minute.")
         for word in self.answer.split(" "):
             yield word + " "
+
+
+class BreaksOff(FakeTextGenerator):
+    """Streams the first words of its answer slowly (so previews show), then the provider fails."""
+
+    async def stream(
+        self, turns: Sequence[Turn], *, max_tokens: int, temperature: float
+    ) -> AsyncIterator[str]:
+        self.calls.append(list(turns))
+        for word in self.answer.split(" ")[:4]:
+            await asyncio.sleep(0.03)
+            yield word + " "
+        raise ProviderError("The text service is unavailable right now, try again in a minute.")

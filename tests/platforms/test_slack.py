@@ -29,7 +29,7 @@ from storage.models import Feedback, InboxEvent
 from tests.fakes.inbox import FlakyInbox
 from tests.fakes.responder import CollectingResponder
 from tests.fakes.slack_server import BOT_ID, BOT_USER_ID, FakeSlackApi
-from tests.fakes.text import FakeTextGenerator
+from tests.fakes.text import BreaksOff, FakeTextGenerator
 from tests.platforms.slack_harness import (
     APP_TOKEN,
     BOT_TOKEN,
@@ -185,6 +185,21 @@ async def test_an_event_the_store_refuses_gets_an_apology(
     await slack.platform.drain()
     posted = slack_api.calls_to("chat.postMessage")
     assert [(c["thread_ts"], c["text"]) for c in posted] == [("150.1", NOT_SAVED)]
+
+
+@pytest.mark.parametrize("fake_text", [BreaksOff(answer="one two three four five six")])
+async def test_an_answer_that_breaks_off_is_replaced_by_the_apology(
+    slack: SlackHarness, slack_api: FakeSlackApi
+) -> None:
+    await slack.event(mention("Tell me", ts="160.1"), event_id="EvBroken")
+    await slack.platform.drain()
+    [start] = slack_api.calls_to("chat.startStream")
+    assert start["markdown_text"] == "one"  # the first word is shown at once
+    [stop] = slack_api.calls_to("chat.stopStream")
+    [update] = slack_api.calls_to("chat.update")
+    assert stop["ts"] == update["ts"]
+    assert update["text"] == "The text service is unavailable right now, try again in a minute."
+    assert slack_api.calls_to("chat.postMessage") == []
 
 
 async def test_dm_is_a_conversation_and_a_thread_in_it_its_own(

@@ -22,7 +22,7 @@ from handlers.types import Incoming, Reply
 from services.types import Turn
 from storage import handoffs
 from storage.db import unit_of_work
-from storage.models import Feedback
+from storage.models import Feedback, Message
 from tests.fakes.responder import CollectingResponder
 from tests.fakes.telegram_server import (
     BOT_ID,
@@ -34,7 +34,7 @@ from tests.fakes.telegram_server import (
     message_update,
     visible_text,
 )
-from tests.fakes.text import FakeTextGenerator
+from tests.fakes.text import BreaksOff, FakeTextGenerator
 from tests.platforms.telegram_harness import SECRET, WEBHOOK_URL, TelegramHarness
 
 GROUP = -100777
@@ -315,6 +315,22 @@ async def test_streaming_in_a_group_edits_one_message(
     assert edits and not server.calls_to("sendMessageDraft")
     assert slow.answer.startswith(_visible(preview)) and _visible(preview) != slow.answer
     assert _visible(edits[-1]) == slow.answer and _buttons(edits[-1]) == ["👍", "👎"]
+
+
+@pytest.mark.parametrize("fake_text", [BreaksOff(answer=STREAMED)])
+async def test_an_answer_that_breaks_off_is_replaced_by_the_apology(
+    app: App, polling: TelegramHarness, server: FakeTelegramServer
+) -> None:
+    await polling.deliver(message_update(f"@{BOT_USERNAME} stream please", chat_id=GROUP))
+    [preview] = server.calls_to("sendMessage")
+    assert STREAMED.startswith(_visible(preview))
+    edits = server.calls_to("editMessageText")
+    apology = "The text service is unavailable right now, try again in a minute."
+    assert _visible(edits[-1]) == apology
+    assert edits[-1].params["message_id"] == edits[0].params["message_id"]
+    async with unit_of_work(app.sessions) as session:
+        roles = (await session.scalars(select(Message.role))).all()
+    assert roles == ["user"]  # the half answer is not the bot's turn
 
 
 async def test_a_sticker_gets_told_what_the_bot_understands(

@@ -42,6 +42,8 @@ class TelegramResponder:
         self._pacing = pacing
         self._answered = False
         self._quoted = False
+        # The preview message of an answer that broke off: the next text replaces it.
+        self._unfinished: int | None = None
 
     async def send(self, reply: Reply) -> None:
         if reply.private and self._target.callback_id and not self._answered:
@@ -49,15 +51,22 @@ class TelegramResponder:
         elif reply.image is not None:
             await self._send_photo(reply.image, reply.text, reply.buttons)
         elif reply.text:
-            await self.send_parts(render(reply.text), reply.buttons)
+            unfinished, self._unfinished = self._unfinished, None
+            await self.send_over(unfinished, render(reply.text), reply.buttons)
 
     async def stream(self, chunks: AsyncIterator[str], *, buttons: tuple[Button, ...] = ()) -> str:
         preview = _Preview(self, self._api, target=self._target, pacing=self._pacing)
         text = ""
-        async for chunk in chunks:
-            text += chunk
-            if preview.due() and text.strip():
-                await preview.update(text)
+        try:
+            async for chunk in chunks:
+                text += chunk
+                if preview.due() and text.strip():
+                    await preview.update(text)
+        except Exception:
+            # The model failed mid-answer: the apology that follows replaces the half answer,
+            # which is not kept in the conversation either.
+            self._unfinished = preview.message_id
+            raise
         final = text.strip()
         if final:
             await preview.finish(final, buttons)
@@ -70,6 +79,18 @@ class TelegramResponder:
         """A button press must be answered, or its button keeps spinning."""
         if self._target.callback_id and not self._answered:
             await self._notice(None)
+
+    async def send_over(
+        self, message_id: int | None, parts: Sequence[Part], buttons: Sequence[Button]
+    ) -> None:
+        """Send ``parts``, the first as an edit of ``message_id`` (a preview) if there is one."""
+        if parts and message_id is not None:
+            only = len(parts) == 1
+            await self._api.edit_text(
+                self._target, message_id, part=parts[0], buttons=buttons if only else ()
+            )
+            parts = parts[1:]
+        await self.send_parts(parts, buttons)
 
     async def send_parts(self, parts: Sequence[Part], buttons: Sequence[Button]) -> int | None:
         """Send ``parts`` in order, the buttons under the last; returns the first message's id."""
@@ -158,15 +179,13 @@ class _Preview:
         self._shown = part.html
         self._last = time.monotonic()
 
+    @property
+    def message_id(self) -> int | None:
+        """The message shown so far, if the preview is one (drafts are not)."""
+        return self._message_id
+
     async def finish(self, text: str, buttons: Sequence[Button]) -> None:
-        parts = render(text)
-        if parts and self._message_id is not None:
-            only = len(parts) == 1
-            await self._api.edit_text(
-                self._target, self._message_id, part=parts[0], buttons=buttons if only else ()
-            )
-            parts = parts[1:]
-        await self._responder.send_parts(parts, buttons)
+        await self._responder.send_over(self._message_id, render(text), buttons)
 
     async def _show(self, part: Part) -> None:
         if self._drafts:
