@@ -11,7 +11,7 @@ import getpass
 import logging
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from pathlib import Path
 from typing import ClassVar, TextIO
@@ -24,21 +24,27 @@ log = logging.getLogger(__name__)
 PROMPT = "you › "
 
 
-def to_incoming(line: str, *, user: str) -> Incoming:
+def to_incoming(line: str, *, user: str, pressable: Sequence[Button] = ()) -> Incoming:
+    """A typed line; a button's number, while buttons are on screen, presses that button."""
+    number = int(line) if line.isdecimal() and len(line) < 3 else 0
+    pressed = pressable[number - 1].data if 0 < number <= len(pressable) else None
     return Incoming(
         platform="console",
         event_id=uuid.uuid4().hex,
         chat_id=user,
         user_id=user,
         user_name=user,
-        text=line,
+        text="" if pressed else line,
+        action=pressed,
     )
 
 
 class ConsoleResponder:
-    def __init__(self, out: TextIO, image_dir: Path) -> None:
+    def __init__(self, out: TextIO, image_dir: Path, shown: list[Button] | None = None) -> None:
         self._out = out
         self._image_dir = image_dir
+        # The buttons last shown, which the next line can press by number (shared per console).
+        self._shown = shown if shown is not None else []
 
     def _write(self, text: str) -> None:
         self._out.write(text)
@@ -53,7 +59,7 @@ class ConsoleResponder:
         if reply.text:
             self._write(reply.text.rstrip() + "\n")
         if reply.buttons:
-            self._write("  ".join(f"[{b.label}]" for b in reply.buttons) + "\n")
+            self._show_buttons(reply.buttons)
 
     async def stream(self, chunks: AsyncIterator[str], *, buttons: tuple[Button, ...] = ()) -> str:
         parts: list[str] = []
@@ -67,8 +73,12 @@ class ConsoleResponder:
             if parts:
                 self._write("\n")
         if parts and buttons:
-            self._write("  ".join(f"[{b.label}]" for b in buttons) + "\n")
+            self._show_buttons(buttons)
         return "".join(parts).strip()
+
+    def _show_buttons(self, buttons: Sequence[Button]) -> None:
+        self._shown[:] = buttons
+        self._write("  ".join(f"[{i}: {b.label}]" for i, b in enumerate(buttons, 1)) + "\n")
 
     def typing(self) -> AbstractAsyncContextManager[None]:
         return nullcontext()
@@ -90,9 +100,10 @@ class ConsolePlatform:
         self._image_dir = image_dir
         self._user = user or getpass.getuser()
         self._stopping = False
+        self._shown: list[Button] = []
 
     def responder_for(self, incoming: Incoming) -> ConsoleResponder:
-        return ConsoleResponder(self._out, self._image_dir)
+        return ConsoleResponder(self._out, self._image_dir, self._shown)
 
     @property
     def interactive(self) -> bool:
@@ -101,9 +112,12 @@ class ConsolePlatform:
     async def start(self, dispatch: Dispatch) -> None:
         """Runs until end of input (or Ctrl-D / Ctrl-C on a terminal)."""
         loop = asyncio.get_running_loop()
-        responder = ConsoleResponder(self._out, self._image_dir)
+        responder = ConsoleResponder(self._out, self._image_dir, self._shown)
         if self.interactive:
-            self._out.write("Switchboard console chat. /help lists commands; Ctrl-D quits.\n")
+            self._out.write(
+                "Switchboard console chat. /help lists commands; a button's number presses it;"
+                " Ctrl-D quits.\n"
+            )
         while not self._stopping:
             if self.interactive:
                 self._out.write(PROMPT)
@@ -113,8 +127,10 @@ class ConsolePlatform:
                 break
             text = line.strip()
             if text:
+                incoming = to_incoming(text, user=self._user, pressable=self._shown)
+                self._shown.clear()  # pressed, or passed by: the next line is text again
                 try:
-                    await dispatch(to_incoming(text, user=self._user), responder)
+                    await dispatch(incoming, responder)
                 except NotStored as exc:
                     log.error("%s", exc)
                     await say_not_saved(responder)

@@ -35,3 +35,11 @@ async def test_a_line_the_store_refuses_is_reported_and_the_chat_goes_on(
     assert out.index(NOT_SAVED) < out.index("Hello from the fake model.")
     assert out.count("Hello from the fake model.") == 1
     assert flaky.calls == 4
+
+
+async def test_a_buttons_number_presses_it(app: App, tmp_path: Path) -> None:
+    out = await chat(app, "hello\n/forget\n2\n/forget\n1\n1\n", tmp_path)
+    assert "[1: Yes, delete everything]  [2: No, keep it]" in out
+    assert out.count("Done: everything stored about you is deleted.") == 1
+    # "2" pressed "No, keep it"; the last "1", with no buttons on screen, is just text.
+    assert out.count("Hello from the fake model.") == 2
