@@ -78,6 +78,8 @@ def _summary(kind: str, report: Any, seconds: float) -> None:
     print(f"{report.imported} {kind} imported in {seconds:.0f} s", end="")
     if kind == "products":
         print(f" (embedding {report.embed_seconds:.0f} s)", end="")
+    if report.already_stored:
+        print(f", {report.already_stored} already stored", end="")
     print(f"; {len(report.errors)} bad rows" if report.errors else "")
     for error in report.errors[:SHOWN_ERRORS]:
         print(f"  {error}", file=sys.stderr)

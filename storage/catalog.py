@@ -171,10 +171,11 @@ async def user_ids(
     return found
 
 
-async def add_purchases(session: AsyncSession, *, purchases: Sequence[NewPurchase]) -> None:
-    """Insert purchases; one already stored (same user, product and time) is skipped."""
+async def add_purchases(session: AsyncSession, *, purchases: Sequence[NewPurchase]) -> int:
+    """Insert purchases; one already stored (same user, product and time) is skipped. Returns
+    how many were new."""
     if not purchases:
-        return
+        return 0
     rows = [
         {
             "user_id": p.user_id,
@@ -184,7 +185,8 @@ async def add_purchases(session: AsyncSession, *, purchases: Sequence[NewPurchas
         }
         for p in purchases
     ]
-    await session.execute(_insert(session, Purchase).on_conflict_do_nothing(), rows)
+    statement = _insert(session, Purchase).on_conflict_do_nothing().returning(Purchase.id)
+    return len((await session.execute(statement, rows)).all())
 
 
 async def record_purchase(

@@ -36,6 +36,8 @@ def test_imports_print_a_summary_and_bad_lines(
     out, err = capsys.readouterr()
     assert "1 purchases imported" in out
     assert "line 3: product 'zz' is not in the catalog" in err
+    assert main(["purchases", "import", str(purchases), "--no-progress"]) == 0
+    assert "0 purchases imported in 0 s, 1 already stored" in capsys.readouterr().out
 
     assert main(["purchases", "import", str(tmp_path / "missing.csv")]) == 2
     assert "no such file" in capsys.readouterr().err

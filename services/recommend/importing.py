@@ -37,6 +37,7 @@ Progress = Callable[[int], object]  # called with the number of lines just proce
 @dataclass(slots=True)
 class ImportReport:
     imported: int = 0
+    already_stored: int = 0  # purchases: rows stored by an earlier import, skipped
     errors: list[RowError] = field(default_factory=list)
     embed_seconds: float = 0.0
 
@@ -125,7 +126,7 @@ async def import_purchases(
                 if r.product_id not in products
             ]
             users = await repo.user_ids(session, users=[(r.platform, r.user_id) for r in known])
-            await repo.add_purchases(
+            added = await repo.add_purchases(
                 session,
                 purchases=[
                     repo.NewPurchase(
@@ -134,7 +135,8 @@ async def import_purchases(
                     for r in known
                 ],
             )
-        report.imported += len(known)
+        report.imported += added
+        report.already_stored += len(known) - added
         if progress is not None:
             progress(batch[-1].line - last_line)
             last_line = batch[-1].line

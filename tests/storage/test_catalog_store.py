@@ -78,8 +78,8 @@ async def test_purchases_snapshot_in_order_and_duplicates_skipped(
             repo.NewPurchase(users[("slack", "U1")], ids["a"], first),
             repo.NewPurchase(users[("telegram", "7")], ids["a"], first),
         ]
-        await repo.add_purchases(session, purchases=rows)
-        await repo.add_purchases(session, purchases=rows[:1])  # already stored: skipped
+        assert await repo.add_purchases(session, purchases=rows) == 3
+        assert await repo.add_purchases(session, purchases=rows[:1]) == 0  # stored: skipped
     async with unit_of_work(sessions) as session:
         assert await repo.user_ids(session, users=[("slack", "U1")]) == {
             ("slack", "U1"): users[("slack", "U1")]
