@@ -40,7 +40,19 @@ log = logging.getLogger(__name__)
 EVENTS_PATH = "/slack/events"
 DEFAULT_API_URL = "https://slack.com/api/"
 # One slash command per service; the router answers those it does not have yet.
-SERVICE_COMMANDS = ("gen", "image", "sentiment", "ask", "recommend", "buy", "reset", "help")
+SERVICE_COMMANDS = (
+    "gen",
+    "image",
+    "sentiment",
+    "ask",
+    "recommend",
+    "buy",
+    "purchases",
+    "reset",
+    "forget",
+    "stats",
+    "help",
+)
 SUGGESTED_PROMPTS = (
     {"title": "What can you do?", "message": "/help"},
     {"title": "Write a haiku", "message": "Write a haiku about the sea."},
