@@ -117,7 +117,7 @@ def incoming_for(handoff: HandoffView) -> Incoming:
     """The chat (and thread) of the hand-off, as a platform's responder addresses it."""
     return Incoming(
         handoff.platform,
-        f"handoff-answer:{handoff.id}",
+        handoffs.answer_event_id(handoff.id),
         handoff.chat_id,
         handoff.user_id,
         "",

@@ -56,6 +56,8 @@ def register(router: Router) -> None:
         if data != "yes":
             await ctx.responder.send(Reply(text="Nothing was deleted.", private=True))
             return
-        await usage_repo.forget_user(ctx.session, user_id=ctx.user.id)
+        await usage_repo.forget_user(
+            ctx.session, user_id=ctx.user.id, event_id=ctx.incoming.event_id
+        )
         # Sent straight to the responder: storing it would write about the user again.
         await ctx.responder.send(Reply(text="Done: everything stored about you is deleted."))

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, func, or_, select, update
+from sqlalchemy import Select, and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -228,10 +228,17 @@ async def answer_handoff(
     return bool(getattr(result, "rowcount", 0))
 
 
+def answer_event_id(handoff_id: int) -> str:
+    """The event id of the turn a sent answer becomes (`mark_answer_sent`)."""
+    return f"handoff-answer:{handoff_id}"
+
+
 async def mark_answer_sent(session: AsyncSession, *, handoff_id: int, shown: str) -> None:
     """The answer reached the chat as ``shown``: it joins the conversation as the assistant's
     turn, so the bot's next answers know what the person said."""
-    handoff = await session.get_one(Handoff, handoff_id)
+    handoff = await session.get(Handoff, handoff_id)
+    if handoff is None:
+        return  # forgotten (/forget) while on its way: its turn would quote the asker again
     handoff.answer_sent_at = utcnow()
     handoff.answer_due_at = None
     handoff.answer_attempts += 1
@@ -241,7 +248,7 @@ async def mark_answer_sent(session: AsyncSession, *, handoff_id: int, shown: str
         conversation=await session.get_one(Conversation, handoff.conversation_id),
         role="assistant",
         text=shown,
-        event_id=f"handoff-answer:{handoff_id}",
+        event_id=answer_event_id(handoff_id),
     )
 
 
@@ -267,3 +274,39 @@ async def close_handoff(session: AsyncSession, *, handoff_id: int) -> bool:
         .values(closed_at=utcnow())
     )
     return bool(getattr(result, "rowcount", 0))
+
+
+async def forget_asker(session: AsyncSession, *, user_id: int) -> None:
+    """Delete the hand-offs that hold a user's words, and the turns their sent answers became
+    (an answer quotes the question): the user's own, and, in a group chat, those another member
+    asked for under the user's question. Run it before the user's turns are deleted: they tell
+    whose question a hand-off holds."""
+    # Whose words `asked_question` took: the first user turn the button's event id prefixes.
+    asker = (
+        select(Message.user_id)
+        .where(
+            Message.conversation_id == Handoff.conversation_id,
+            Message.role == "user",
+            func.substr(Message.event_id, 1, func.length(Handoff.event_id)) == Handoff.event_id,
+        )
+        .order_by(Message.id)
+        .limit(1)
+        .correlate(Handoff)
+        .scalar_subquery()
+    )
+    conversations = select(Message.conversation_id).where(Message.user_id == user_id)
+    ids = list(
+        await session.scalars(
+            select(Handoff.id).where(
+                or_(
+                    Handoff.user_id == user_id,
+                    and_(Handoff.conversation_id.in_(conversations), asker == user_id),
+                )
+            )
+        )
+    )
+    if not ids:
+        return
+    answers = [answer_event_id(handoff_id) for handoff_id in ids]
+    await session.execute(delete(Message).where(Message.event_id.in_(answers)))
+    await session.execute(delete(Handoff).where(Handoff.id.in_(ids)))
