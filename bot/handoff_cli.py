@@ -42,7 +42,10 @@ def add_parser(commands: Any) -> None:
     answer.add_argument(
         "--by", metavar="NAME", help='who answers, shown as "NAME from the support team"'
     )
-    close = actions.add_parser("close", help="mark a hand-off answered some other way")
+    close = actions.add_parser(
+        "close",
+        help="mark a hand-off answered some other way (also stops an answer that keeps failing)",
+    )
     close.add_argument("id", type=int, metavar="ID")
 
 
@@ -50,6 +53,8 @@ def _status(h: HandoffView) -> str:
     if h.answer is not None:
         if h.answer_sent_at is not None:
             return "answered"
+        if h.answer_due_at is None:
+            return "answer not sent (closed)"
         return f"answer failing ({h.answer_error})" if h.answer_error else "answer queued"
     if h.closed_at is not None:
         return "closed"

@@ -39,6 +39,7 @@ class HandoffView:
     answer_attempts: int = 0
     answer_sent_at: datetime | None = None
     answer_error: str | None = None
+    answer_due_at: datetime | None = None  # None with an unsent answer: sending was stopped
 
 
 async def asked_question(session: AsyncSession, *, conversation_id: int, event_id: str) -> str:
@@ -117,19 +118,24 @@ def _view(handoff: Handoff, conversation: Conversation, user: User) -> HandoffVi
         answer_attempts=handoff.answer_attempts,
         answer_sent_at=handoff.answer_sent_at,
         answer_error=handoff.answer_error,
+        answer_due_at=handoff.answer_due_at,
     )
 
 
 async def claim_due(
     session: AsyncSession, *, lease: timedelta, limit: int = 20
 ) -> list[HandoffView]:
-    """Undelivered hand-offs whose next attempt is due, oldest first, claimed for ``lease``:
-    their next attempt moves past it, so another replica (or this one, after a crash) takes
-    them only once the lease is over. Commit the claim before sending."""
+    """Open, undelivered hand-offs whose next attempt is due, oldest first, claimed for
+    ``lease``: their next attempt moves past it, so another replica (or this one, after a
+    crash) takes them only once the lease is over. Commit the claim before sending."""
     now = utcnow()
     due = (
         select(Handoff.id)
-        .where(Handoff.delivered_at.is_(None), Handoff.next_attempt_at <= now)
+        .where(
+            Handoff.delivered_at.is_(None),
+            Handoff.closed_at.is_(None),
+            Handoff.next_attempt_at <= now,
+        )
         .order_by(Handoff.next_attempt_at, Handoff.id)
         .limit(limit)
     )
@@ -267,11 +273,16 @@ async def mark_answer_failed(
 
 
 async def close_handoff(session: AsyncSession, *, handoff_id: int) -> bool:
-    """Mark a hand-off answered; False when there is no such open hand-off."""
+    """Mark a hand-off answered some other way: it is not sent to the desk any more, and an
+    answer still on its way to the chat (one that keeps failing) is not sent either. False
+    when there is nothing left to close."""
     result = await session.execute(
         update(Handoff)
-        .where(Handoff.id == handoff_id, Handoff.closed_at.is_(None))
-        .values(closed_at=utcnow())
+        .where(
+            Handoff.id == handoff_id,
+            or_(Handoff.closed_at.is_(None), Handoff.answer_due_at.is_not(None)),
+        )
+        .values(closed_at=func.coalesce(Handoff.closed_at, utcnow()), answer_due_at=None)
     )
     return bool(getattr(result, "rowcount", 0))
 

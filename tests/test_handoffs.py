@@ -113,6 +113,14 @@ async def test_the_desk_gets_each_handoff_once_after_its_outage(
     assert "s3cr3t-desk-token" not in caplog.text
 
 
+async def test_a_closed_handoff_is_not_sent_to_the_desk(app: App, desk: FakeDesk) -> None:
+    await ask(app, "Where is my parcel?", event="e1")
+    await press(app, "handoff:e1", event="b1")
+    async with unit_of_work(app.sessions) as session:
+        assert await handoffs.close_handoff(session, handoff_id=1)
+    assert await deliver(app, desk.url) == 0 and desk.received == []
+
+
 async def test_an_unreachable_desk_is_retried_later(app: App, desk: FakeDesk) -> None:
     await ask(app, "Where is my parcel?", event="e1")
     await press(app, "handoff:e1", event="b1")
@@ -244,6 +252,15 @@ def test_cli_answers_a_handoff_from_a_chat_the_bot_can_reach(
     assert "answer queued" in shown and "answer (Maria): 10% off on Fridays." in shown
     assert cli.main(["handoffs", "list"]) == 0
     assert "answer queued" in capsys.readouterr().out  # listed until it reaches the chat
+    # Closing stops an answer still on its way (one that keeps failing, say).
+    assert cli.main(["handoffs", "close", "2"]) == 0
+    assert cli.main(["handoffs", "close", "2"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "closed hand-off #2",
+        "hand-off #2 was closed already",
+    ]
+    assert cli.main(["handoffs", "show", "2"]) == 0
+    assert "answer not sent (closed)" in capsys.readouterr().out
 
 
 async def test_a_help_desk_answers_over_http_with_its_token(
