@@ -85,10 +85,17 @@ def load(path: Path, data: bytes) -> SourceDocument:
 
 _ATX = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
 _SETEXT = re.compile(r"^(=+|-+)\s*$")
+# YAML front matter (static-site generators, docs tools): metadata, not text to answer from.
+_FRONT_MATTER = re.compile(r"\A---[ \t]*\n(.*?\n)(?:---|\.\.\.)[ \t]*(?:\n|\Z)", re.DOTALL)
+_FRONT_TITLE = re.compile(r"^title:[ \t]*(.+?)[ \t]*$", re.MULTILINE)
 
 
 def _load_markdown(text: str) -> tuple[str, list[Section]]:
     title = ""
+    if front := _FRONT_MATTER.match(text):
+        text = text[front.end() :]
+        if named := _FRONT_TITLE.search(front.group(1)):
+            title = named.group(1).strip("'\"")
     stack: list[tuple[int, str]] = []
     sections: list[Section] = []
     lines: list[str] = []
