@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from bot.settings import ImageProvider, SentimentProvider, Settings, TextProvider
 from services.container import ImageConfig, Services, Warmable
@@ -220,9 +221,18 @@ def build_model_host(settings: Settings, *, text: TextGenerator) -> ModelHost:
     )
 
 
-async def _warm_each(models: Sequence[object]) -> list[str]:
+@dataclass(frozen=True, slots=True)
+class Warmed:
+    """One model's load: how long it took, or why it failed."""
+
+    name: str
+    seconds: float
+    error: str | None = None
+
+
+async def _warm_each(models: Sequence[object]) -> list[Warmed]:
     """Load each Warmable model, logging its time; one that fails is logged and skipped."""
-    warmed: list[str] = []
+    results: list[Warmed] = []
     for model in models:
         if not isinstance(model, Warmable):
             continue
@@ -232,13 +242,16 @@ async def _warm_each(models: Sequence[object]) -> list[str]:
             await model.warm()
         except Exception as exc:
             log.error("could not load %s (it will fail until it can): %r", name, exc)
+            error = str(getattr(exc, "detail", "") or exc).splitlines()[0][:200]
+            results.append(Warmed(name, time.perf_counter() - started, error or repr(exc)))
             continue
-        log.info("loaded %s in %.1fs", name, time.perf_counter() - started)
-        warmed.append(name)
-    return warmed
+        seconds = time.perf_counter() - started
+        log.info("loaded %s in %.1fs", name, seconds)
+        results.append(Warmed(name, seconds))
+    return results
 
 
-async def warm(services: Services) -> list[str]:
+async def warm(services: Services) -> list[Warmed]:
     """Load every local model of ``services`` now instead of on first use."""
     return await _warm_each(
         [services.text, services.sentiment, services.embeddings, services.images]
@@ -252,13 +265,19 @@ async def warm_models(settings: Settings) -> int:
     services = build_services(settings)
     if settings.model_host_url:
         print(f"MODEL_HOST_URL is set: models load on {settings.model_host_url}, not here")
-    models = [services.text, services.sentiment, services.embeddings, services.images]
-    local = [m for m in models if isinstance(m, Warmable)]
-    warmed = await _warm_each(local)
-    for name in warmed:
-        print(f"ready: {name}")
+    results = await warm(services)
+    for result in results:
+        if result.error is None:
+            print(f"ready: {result.name} in {result.seconds:.1f} s")
+        else:
+            print(f"FAILED: {result.name}: {result.error}")
+    if any(r.error is not None for r in results):
+        print(
+            "A model that cannot be downloaded here needs its setting (TEXT_MODEL, IMAGE_MODEL,"
+            " ...) pointed at a local folder, or a hosted provider (see .env.example)."
+        )
     # A model that cannot load fails the command, so deployment scripts notice.
-    return 0 if len(warmed) == len(local) else 1
+    return 1 if any(r.error is not None for r in results) else 0
 
 
 async def serve_models(settings: Settings, *, host: str, port: int, warm: bool) -> int:
