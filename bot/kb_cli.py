@@ -26,11 +26,14 @@ def add_parser(commands: Any) -> None:
         help=f"ingest files and folders ({FORMAT_LIST}); unchanged files are skipped",
         description=f"Ingests files and, recursively, the supported files ({FORMAT_LIST}) of "
         "folders. An FAQ .csv needs `question` and `answer` columns; each row is one entry. "
-        "Re-adding an unchanged file does nothing; a changed file replaces its old chunks.",
+        "Re-adding an unchanged file does nothing; a changed file, or one embedded by another "
+        "EMBEDDING_MODEL, replaces its old chunks.",
     )
     add.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="files or folders")
     add.add_argument("--no-progress", action="store_true", help="no progress bar")
-    actions.add_parser("list", help="list the documents with their chunk counts")
+    actions.add_parser(
+        "list", help="list the documents with their chunk counts, flagging other models' ones"
+    )
     remove = actions.add_parser("remove", help="remove documents (a folder removes all under it)")
     remove.add_argument(
         "paths", nargs="+", type=Path, metavar="PATH", help="files, or folders (all under them)"
@@ -53,20 +56,19 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
             results = await ingest_paths(kb, sessions, args.paths, progress=progress)
             for r in results:
                 detail = r.error if r.status == "failed" else f"{r.chunks} chunks  {r.title}"
-                print(f"{r.status:<9} {r.path}  {detail}")
-            failed = sum(r.status == "failed" for r in results)
-            counts = {s: sum(r.status == s for r in results) for s in ("added", "updated")}
-            unchanged = len(results) - failed - sum(counts.values())
-            print(
-                f"{counts['added']} added, {counts['updated']} updated, "
-                f"{unchanged} unchanged, {failed} failed"
-            )
-            return 1 if failed and failed == len(results) else 0
+                print(f"{r.status:<11} {r.path}  {detail}")
+            statuses = ("added", "updated", "re-embedded", "unchanged", "failed")
+            counts = {s: sum(r.status == s for r in results) for s in statuses}
+            print(", ".join(f"{n} {s}" for s, n in counts.items() if n or s != "re-embedded"))
+            # Any failed file fails the command, so that a deployment script notices.
+            return 1 if counts["failed"] else 0
         async with unit_of_work(sessions) as session:
             if args.kb_command == "list":
                 documents = await kb.documents(session)
                 for d in documents:
-                    print(f"{d.kind:<5} {d.chunk_count:>6} chunks  {d.title}  ({d.path})")
+                    # Only another model's documents say which: they are left out of answers.
+                    other = "" if d.embedding_model == kb.model else _other_model(d.embedding_model)
+                    print(f"{d.kind:<5} {d.chunk_count:>6} chunks  {d.title}  ({d.path}){other}")
                 print(f"{len(documents)} documents, {sum(d.chunk_count for d in documents)} chunks")
                 return 0
             removed = await kb.remove(session, args.paths)
@@ -78,3 +80,7 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
             return 0
     finally:
         await engine.dispose()
+
+
+def _other_model(model: str | None) -> str:
+    return f"  [embedded by {model or 'an unrecorded model'}: `kb add` it again]"

@@ -60,6 +60,11 @@ class Embedder(Protocol):
     """Embeds texts as L2-normalised float32 rows."""
 
     @property
+    def name(self) -> str:
+        """Which model makes the vectors, and where: "local:<model>" or "openai:<model>"."""
+        ...
+
+    @property
     def dim(self) -> int: ...
 
     async def embed(self, texts: Sequence[str]) -> NDArray[np.float32]: ...

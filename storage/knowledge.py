@@ -27,7 +27,7 @@ class NewChunk:
 
 @dataclass(frozen=True, slots=True)
 class StoredChunk:
-    """A chunk with its document's title, as the index needs it."""
+    """A chunk with its document's title and embedding model, as the index needs it."""
 
     id: int
     kind: str
@@ -36,6 +36,7 @@ class StoredChunk:
     embedding: bytes
     title: str
     path: str
+    embedding_model: str | None
 
 
 async def kb_version(session: AsyncSession) -> int:
@@ -71,9 +72,11 @@ async def replace_document(
     title: str,
     kind: str,
     content_hash: str,
+    embedding_model: str,
     chunks: Sequence[NewChunk],
 ) -> Document:
-    """Create the document at ``path``, or replace its metadata and all of its chunks."""
+    """Create the document at ``path``, or replace its metadata and all of its chunks (embedded
+    by ``embedding_model``)."""
     now = utcnow()
     document = await get_document(session, path=path)
     if document is None:
@@ -82,6 +85,7 @@ async def replace_document(
     else:
         await session.execute(delete(Chunk).where(Chunk.document_id == document.id))
     document.title, document.kind, document.content_hash = title, kind, content_hash
+    document.embedding_model = embedding_model
     document.chunk_count, document.updated_at = len(chunks), now
     await session.flush()
     session.add_all(
@@ -127,6 +131,7 @@ async def all_chunks(session: AsyncSession) -> list[StoredChunk]:
             Chunk.embedding,
             Document.title,
             Document.path,
+            Document.embedding_model,
         )
         .join(Document, Chunk.document_id == Document.id)
         .order_by(Document.path, Chunk.position)

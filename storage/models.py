@@ -173,7 +173,8 @@ class Handoff(Base):
 
 
 class Document(Base):
-    """One ingested file; ``content_hash`` decides whether re-adding it changes anything."""
+    """One ingested file; ``content_hash`` and ``embedding_model`` decide whether re-adding it
+    changes anything."""
 
     __tablename__ = "documents"
 
@@ -183,6 +184,9 @@ class Document(Base):
     title: Mapped[str] = mapped_column(String(512))
     kind: Mapped[str] = mapped_column(String(16))  # txt, md, html, pdf or faq
     content_hash: Mapped[str] = mapped_column(String(64))
+    # The model that embedded the chunks (an id, or a folder): vectors of two models never mix.
+    # NULL for documents added before it was recorded, which counts as another model.
+    embedding_model: Mapped[str | None] = mapped_column(String(1024))
     chunk_count: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -71,7 +71,8 @@ class IngestResult:
     """What `kb add` did with one file."""
 
     path: str
-    status: Literal["added", "updated", "unchanged", "failed"]
+    # "re-embedded": the file is unchanged but was embedded by another model.
+    status: Literal["added", "updated", "re-embedded", "unchanged", "failed"]
     chunks: int = 0
     title: str = ""
     error: str = ""
@@ -93,6 +94,14 @@ def calibrated_threshold(embedder: Embedder, kind: str) -> float:
 
 
 _PLAIN_THRESHOLDS = {"faq": FAQ_THRESHOLD, "passage": PASSAGE_THRESHOLD}
+
+
+def embedding_model(embedder: Embedder) -> str:
+    """The model ``embedder`` runs, as documents record it. Where it runs ("local:" or, on the
+    model server, "openai:") is left out: the same model gives the same vectors either way, so
+    `kb add` on the model server's machine serves bots that use MODEL_HOST_URL."""
+    where, _, model = embedder.name.partition(":")
+    return model if where in ("local", "openai") and model else embedder.name
 
 
 def content_hash(data: bytes) -> str:
@@ -124,6 +133,7 @@ class KnowledgeBase:
         passage_threshold: float | None = None,
     ) -> None:
         self.embedder = embedder
+        self.model = embedding_model(embedder)
         self.config = config or RetrievalConfig()
         given = {"faq": faq_threshold, "passage": passage_threshold}
         self.thresholds = {
@@ -136,7 +146,8 @@ class KnowledgeBase:
     # --- ingestion -----------------------------------------------------------------------
 
     async def add(self, session: AsyncSession, path: Path) -> IngestResult:
-        """Ingest one file: nothing happens when it is unchanged; a changed one is replaced."""
+        """Ingest one file: nothing happens when it is unchanged and was embedded by this model;
+        otherwise its chunks are replaced."""
         key = str(await asyncio.to_thread(path.resolve))
         try:
             data = await asyncio.to_thread(path.read_bytes)
@@ -144,7 +155,8 @@ class KnowledgeBase:
             return IngestResult(key, "failed", error=exc.strerror or str(exc))
         digest = content_hash(data)
         existing = await repo.get_document(session, path=key)
-        if existing is not None and existing.content_hash == digest:
+        same_text = existing is not None and existing.content_hash == digest
+        if existing is not None and same_text and existing.embedding_model == self.model:
             return IngestResult(key, "unchanged", existing.chunk_count, existing.title)
         try:
             # Parsing a large PDF is CPU work; keep the event loop free.
@@ -161,9 +173,12 @@ class KnowledgeBase:
             title=document.title,
             kind=document.kind,
             content_hash=digest,
+            embedding_model=self.model,
             chunks=chunks,
         )
-        status: Literal["added", "updated"] = "added" if existing is None else "updated"
+        status: Literal["added", "updated", "re-embedded"] = (
+            "added" if existing is None else "re-embedded" if same_text else "updated"
+        )
         return IngestResult(key, status, len(chunks), document.title)
 
     async def _embed(self, drafts: Sequence[ChunkDraft]) -> list[repo.NewChunk]:
@@ -251,14 +266,36 @@ class KnowledgeBase:
             return self._index
 
     def _build(self, version: int, chunks: list[repo.StoredChunk]) -> _Index:
-        sizes = Counter(len(c.embedding) for c in chunks)
+        # Vectors of two models are not comparable, even when their sizes agree. Documents
+        # added before the model was recorded (migration 0012) are used as before when their
+        # size fits, so that an upgrade does not empty the knowledge base.
+        ours = [c for c in chunks if c.embedding_model == self.model]
+        legacy = [c for c in chunks if c.embedding_model is None]
+        sizes = Counter(len(c.embedding) for c in ours or legacy)
         width = sizes.most_common(1)[0][0] if sizes else 0
-        if len(sizes) > 1:
+        if len(sizes) > 1:  # one name, two sizes: the model folder was replaced in place
             log.warning(
-                "%d chunks were embedded by another model and are skipped: re-add them",
-                len(chunks) - sizes[width],
+                "%d chunks differ in size from the rest and are skipped: `switchboard kb remove` "
+                "and `kb add` their documents",
+                sum(sizes.values()) - sizes[width],
             )
-        chunks = [c for c in chunks if len(c.embedding) == width]
+        usable = {self.model, None}
+        kept = [c for c in chunks if c.embedding_model in usable and len(c.embedding) == width]
+        skipped = {c.path for c in chunks} - {c.path for c in kept}
+        if skipped:
+            log.warning(
+                "%d knowledge-base documents were not embedded by %s (EMBEDDING_MODEL) and are "
+                "left out of answers: run `switchboard kb add PATH` again to re-embed them",
+                len(skipped),
+                self.model,
+            )
+        if legacy:
+            log.info(
+                "%d knowledge-base chunks were added before their model was recorded; "
+                "`switchboard kb add PATH` again records it",
+                len(legacy),
+            )
+        chunks = kept
         dim = width // 4
         vectors = (
             np.frombuffer(b"".join(c.embedding for c in chunks), dtype=np.float32).reshape(-1, dim)

@@ -15,9 +15,11 @@ from numpy.typing import NDArray
 
 
 class HashingEmbedder:
-    """Bag-of-words vectors, L2-normalised; counts its calls so tests can see batching."""
+    """Bag-of-words vectors, L2-normalised; counts its calls so tests can see batching.
+    Another ``name`` stands for another model (as another ``dim`` does by default)."""
 
-    def __init__(self, dim: int = 256) -> None:
+    def __init__(self, dim: int = 256, *, name: str = "") -> None:
+        self.name = name or f"local:hashing-{dim}"
         self._dim = dim
         self.calls: list[list[str]] = []
 

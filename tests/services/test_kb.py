@@ -9,17 +9,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from bot.settings import Settings
 from services.kb.chunking import chunk_section
 from services.kb.index import LexicalIndex
 from services.kb.ingest import ingest_paths
-from services.kb.knowledge import KnowledgeBase
+from services.kb.knowledge import KnowledgeBase, embedding_model
 from services.kb.retrieval import Retriever
 from storage import knowledge as repo
 from storage.db import SessionFactory, create_engine, session_factory, unit_of_work
-from storage.models import Chunk
+from storage.models import Chunk, Document
 from tests.fakes.kb_embedder import HashingEmbedder, tiny_pdf
 
 MARKDOWN = """# Returns guide
@@ -218,3 +218,64 @@ async def test_the_store_round_trip_on_each_backend(database_url: str, docs: Pat
             assert await repo.kb_version(session) == 6  # five adds, then one removal
     finally:
         await engine.dispose()
+
+
+async def test_another_embedding_model_re_embeds_unchanged_files(
+    sessions: SessionFactory, docs: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    plain = KnowledgeBase(HashingEmbedder(384, name="local:all-minilm-l6-v2"))
+    intents = KnowledgeBase(HashingEmbedder(768, name="local:minilm-intents"))
+    assert {r.status for r in await ingest_paths(plain, sessions, [docs])} == {"added"}
+    async with unit_of_work(sessions) as session:
+        version = await repo.kb_version(session)
+
+    switched = await ingest_paths(intents, sessions, [docs])
+    assert {r.status for r in switched} == {"re-embedded"}
+    assert all(len(c.embedding) == 768 * 4 for c in await chunks_of(sessions))
+    async with unit_of_work(sessions) as session:
+        assert await repo.kb_version(session) == version + 5  # other replicas rebuild
+        assert {d.embedding_model for d in await intents.documents(session)} == {"minilm-intents"}
+        hits = await intents.search(session, "how long is the device warranty")
+        assert hits[0].source.title == "Warranty guide"
+    assert {r.status for r in await ingest_paths(intents, sessions, [docs])} == {"unchanged"}
+
+    # A bot still on the old model leaves the new vectors out, and says how to fix it.
+    async with unit_of_work(sessions) as session:
+        assert await plain.search(session, "how long is the device warranty") == []
+    assert "5 knowledge-base documents were not embedded by all-minilm-l6-v2" in caplog.text
+    assert "switchboard kb add PATH" in caplog.text
+
+
+async def test_models_of_one_size_never_mix_and_unrecorded_ones_are_recorded_on_readding(
+    sessions: SessionFactory, docs: Path
+) -> None:
+    first = KnowledgeBase(HashingEmbedder(name="local:first"))
+    second = KnowledgeBase(HashingEmbedder(name="local:second"))
+    async with unit_of_work(sessions) as session:
+        await first.add(session, docs / "warranty.pdf")
+        await second.add(session, docs / "returns.md")
+    async with unit_of_work(sessions) as session:
+        assert await second.size(session) == 3  # the returns guide's chunks only
+        hits = await second.search(session, "how long is the device warranty")
+        assert all(h.source.title == "Returns guide" for h in hits)
+        # Documents stored before models were recorded (before migration 0012) still answer,
+        # so an upgrade does not empty the knowledge base; re-adding records their model.
+        await session.execute(update(Document).values(embedding_model=None))
+    upgraded = KnowledgeBase(HashingEmbedder(name="local:second"))  # a bot started anew
+    async with unit_of_work(sessions) as session:
+        assert await upgraded.size(session) == 4
+        assert (await second.add(session, docs / "returns.md")).status == "re-embedded"
+        assert (await second.add(session, docs / "warranty.pdf")).status == "re-embedded"
+        assert await second.size(session) == 4
+
+
+@pytest.mark.parametrize(
+    ("name", "model"),
+    [
+        ("local:minilm-intents", "minilm-intents"),
+        ("openai:minilm-intents", "minilm-intents"),  # the same model on the model server
+        ("fake:hashed-words", "fake:hashed-words"),
+    ],
+)
+def test_documents_record_the_model_not_where_it_runs(name: str, model: str) -> None:
+    assert embedding_model(HashingEmbedder(name=name)) == model
