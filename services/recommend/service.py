@@ -139,6 +139,12 @@ class Recommender:
         vector = (await self._embedder.embed([query]))[0]
         content = index.model.content
         if content.embeddings.shape[1] != len(vector):
+            log.warning(
+                "the catalog was embedded with %d dimensions, EMBEDDING_MODEL gives %d: run "
+                "`switchboard catalog import` again to find products by meaning",
+                content.embeddings.shape[1],
+                len(vector),
+            )
             return []
         sims = content.embeddings @ vector
         top = np.argsort(-sims)[:limit]
