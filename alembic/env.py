@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from logging.config import fileConfig
 
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from alembic import context
@@ -34,6 +35,10 @@ def run_migrations_offline() -> None:
         context.run_migrations()
 
 
+# Any constant, the same in every process: the advisory lock that migrations take on PostgreSQL.
+MIGRATION_LOCK = 0x5B_0A4D
+
+
 def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
@@ -41,6 +46,10 @@ def _run(connection: Connection) -> None:
         render_as_batch=connection.dialect.name == "sqlite",
     )
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            # Replicas starting together all migrate: one at a time, so the later ones find
+            # the schema at head instead of creating it twice. Released at commit.
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
         context.run_migrations()
 
 

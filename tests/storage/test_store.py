@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 from collections.abc import AsyncIterator
+from multiprocessing.queues import Queue
 
 import pytest
 from sqlalchemy import inspect, select
 
-from bot.migrate import downgrade_async, upgrade_async
+from bot.migrate import downgrade_async, upgrade, upgrade_async
 from storage import repositories as repo
 from storage.db import SessionFactory, create_engine, session_factory, unit_of_work
 from storage.models import Message, User
@@ -31,6 +33,28 @@ async def test_migrations_go_up_down_and_up_again(database_url: str) -> None:
     await engine.dispose()
     await downgrade_async(database_url, "base")
     await upgrade_async(database_url)
+
+
+def _migrate(url: str, results: Queue[str]) -> None:
+    try:
+        upgrade(url)
+        results.put("ok")
+    except Exception as exc:
+        results.put(f"{type(exc).__name__}: {exc}")
+
+
+async def test_replicas_starting_together_migrate_one_at_a_time(database_url: str) -> None:
+    # Every `switchboard run` migrates first; on a fresh PostgreSQL database two at once both
+    # created the schema, and one failed. (SQLite is one process's store: nothing to race.)
+    if not database_url.startswith("postgresql"):
+        pytest.skip("replicas share PostgreSQL")
+    spawn = multiprocessing.get_context("spawn")
+    results: Queue[str] = spawn.Queue()
+    replicas = [spawn.Process(target=_migrate, args=(database_url, results)) for _ in range(3)]
+    for replica in replicas:
+        replica.start()
+    await asyncio.to_thread(lambda: [r.join(120) for r in replicas])
+    assert sorted(results.get(timeout=5) for _ in replicas) == ["ok"] * 3
 
 
 async def test_an_event_id_is_recorded_once_even_when_racing(sessions: SessionFactory) -> None:
