@@ -102,6 +102,9 @@ def _prose_line(line: str) -> str:
     return _inline(line)
 
 
+_BACKTICK_RUN = re.compile(r"`(?=``)")
+
+
 def to_lines(markdown: str) -> Iterator[tuple[str, Kind]]:
     """mrkdwn lines with their kind; code lines come without their fences."""
     fence: str | None = None
@@ -113,7 +116,8 @@ def to_lines(markdown: str) -> Iterator[tuple[str, Kind]]:
             fence = None
             yield "", Kind.CODE_END
         elif fence is not None:
-            yield escape(line), Kind.CODE
+            # Backticks inside the block must not read as its closing fence to Slack.
+            yield _BACKTICK_RUN.sub("`\u200b", escape(line)), Kind.CODE
         else:
             yield _prose_line(line), Kind.PROSE
 

@@ -214,3 +214,9 @@ def test_manifest_registers_every_command_event_and_interactivity() -> None:
     assert manifest["settings"]["interactivity"]["is_enabled"]
     scopes = set(manifest["oauth_config"]["scopes"]["bot"])
     assert {"chat:write", "commands", "files:write", "assistant:write", "im:history"} <= scopes
+
+
+def test_backticks_inside_a_code_block_do_not_close_it() -> None:
+    # Found by the property test above: "ab```" is code (a fence must stand alone on its line).
+    [section] = to_sections("```\nab```\n```")
+    assert section == "```\nab`\u200b``\n```"
