@@ -7,9 +7,12 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from typing import get_args
+
+from pydantic import ValidationError
 
 from bot import handoff_cli, kb_cli, shop_cli
-from bot.settings import Settings
+from bot.settings import LogLevel, Settings
 
 log = logging.getLogger("switchboard")
 
@@ -26,7 +29,9 @@ def _parser() -> argparse.ArgumentParser:
         "to text, image, sentiment, QA and recommendation services.",
         epilog="Settings come from the environment or .env; see .env.example.",
     )
-    parser.add_argument("--log-level", help="override LOG_LEVEL (DEBUG, INFO, WARNING, ERROR)")
+    parser.add_argument(
+        "--log-level", type=str.upper, choices=get_args(LogLevel), help="override LOG_LEVEL"
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     commands.add_parser(
@@ -79,6 +84,16 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _settings_errors(exc: ValidationError) -> str:
+    """Each bad setting's name and what is wrong with it, never its value: that may be a secret
+    and, for a check over several settings, pydantic's input is all of them."""
+    return "; ".join(
+        f"{'.'.join(map(str, error['loc'])).upper() or 'settings'}: "
+        + error["msg"].removeprefix("Value error, ")
+        for error in exc.errors(include_url=False, include_input=False)
+    )
+
+
 def _upgrade(settings: Settings, revision: str = "head") -> None:
     from bot.migrate import upgrade
 
@@ -88,11 +103,13 @@ def _upgrade(settings: Settings, revision: str = "head") -> None:
 async def _chat(settings: Settings) -> int:
     from bot.compose import build_app
     from bot.platforms.console import ConsolePlatform
+    from bot.runner import check_model_device
     from handlers.resume import resume_abandoned
 
     app = build_app(settings)
     console = ConsolePlatform(image_dir=settings.data_dir / "images")
     try:
+        check_model_device(settings)
         if settings.warm_models:
             from bot.model_services import warm
 
@@ -125,7 +142,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = Settings()
-    except Exception as exc:  # pydantic's ValidationError names the bad variable
+    except ValidationError as exc:
+        print(f"switchboard: bad configuration: {_settings_errors(exc)}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # pydantic-settings' own errors name the variable, not its value
         print(f"switchboard: bad configuration: {exc}", file=sys.stderr)
         return 2
     from bot.logs import configure_logging

@@ -6,11 +6,12 @@ import asyncio
 import gc
 import logging
 import signal
+import sys
 from typing import Protocol, runtime_checkable
 
 from starlette.routing import BaseRoute
 
-from bot.compose import App, build_app
+from bot.compose import App, ConfigurationError, build_app
 from bot.http import HttpServer, build_http_app
 from bot.settings import Settings
 from handlers.resume import resume_abandoned
@@ -64,7 +65,6 @@ def configured_platforms(settings: Settings) -> list[Platform]:
 
 
 def _slack(settings: Settings) -> Platform:
-    from bot.compose import ConfigurationError
     from bot.platforms.slack import SlackPlatform
 
     if settings.slack_app_token is None and settings.slack_signing_secret is None:
@@ -83,6 +83,22 @@ def _telegram(settings: Settings) -> Platform:
     return TelegramPlatform(
         TelegramConfig.from_settings(settings), commands=build_router().commands
     )
+
+
+def check_model_device(settings: Settings) -> None:
+    """Refuses a MODEL_DEVICE that torch cannot use, which would fail every message instead.
+    Judged only once torch is loaded (local models were built): importing it for this check
+    alone would cost seconds when every model is remote."""
+    torch = sys.modules.get("torch")
+    device = settings.model_device
+    if torch is None or not device.startswith("cuda"):
+        return
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if int(device.partition(":")[2] or 0) >= count:
+        raise ConfigurationError(
+            f"MODEL_DEVICE={device}, but torch {torch.__version__} sees {count} CUDA device(s): "
+            "set MODEL_DEVICE=auto or cpu"
+        )
 
 
 def settle_heap() -> None:
@@ -107,6 +123,11 @@ def http_routes(settings: Settings, app: App, platforms: list[Platform]) -> list
 
 async def run_platforms(settings: Settings, platforms: list[Platform]) -> int:
     app = build_app(settings)
+    try:
+        check_model_device(settings)
+    except ConfigurationError:
+        await app.close()
+        raise
     if settings.warm_models:
         from bot.model_services import warm
 
@@ -157,7 +178,13 @@ async def run_platforms(settings: Settings, platforms: list[Platform]) -> int:
     waiter.cancel()
     await http.stop()
     await app.close()
-    failed = [t for t in done if t is not waiter and not t.cancelled() and t.exception()]
-    for task in failed:
-        log.error("platform stopped with an error", exc_info=task.exception())
+    errors = [t.exception() for t in done if t is not waiter and not t.cancelled()]
+    failed = [e for e in errors if e is not None]
+    for error in failed:
+        if not isinstance(error, ConfigurationError):
+            log.error("platform stopped with an error", exc_info=error)
+    # A refused token is a setting to fix, not a bug: reported as bad settings are, in a line.
+    misconfigured = [e for e in failed if isinstance(e, ConfigurationError)]
+    if misconfigured:
+        raise misconfigured[0]
     return 1 if failed else 0

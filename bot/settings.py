@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+# What the local providers pass to torch; "auto" is resolved by services/modelhost/device.py.
+_MODEL_DEVICE = re.compile(r"auto|cpu|mps|cuda(:[0-9]+)?")
 
 
 class TextProvider(StrEnum):
@@ -45,7 +50,7 @@ class Settings(BaseSettings):
     # Converted offline models; defaults to DATA_DIR/models. Images bake it in elsewhere.
     models_path: Path | None = Field(default=None, alias="MODELS_DIR")
     database_url: str = ""
-    log_level: str = "INFO"
+    log_level: LogLevel = "INFO"
 
     # Telegram
     telegram_bot_token: SecretStr | None = None
@@ -159,6 +164,19 @@ class Settings(BaseSettings):
     def _blank_is_unset(cls, value: object) -> object:
         return None if value == "" else value
 
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("model_device", mode="before")
+    @classmethod
+    def _known_device(cls, value: object) -> object:
+        # Caught here, a typo does not fail every message at the model's first load.
+        if isinstance(value, str) and _MODEL_DEVICE.fullmatch(value.strip().lower()):
+            return value.strip().lower()
+        raise ValueError("expected auto, cpu, cuda, cuda:N (a GPU's index) or mps")
+
     @model_validator(mode="before")
     @classmethod
     def _provider_chain(cls, data: object) -> object:
@@ -167,9 +185,19 @@ class Settings(BaseSettings):
         key = next((k for k in data if k.lower() == "text_provider"), None)
         value = data.get(key) if key else None
         if isinstance(value, str) and "," in value:
-            first, *rest = [part.strip() for part in value.split(",") if part.strip()]
-            data = {**data, key: first, "text_fallbacks": rest}
+            names = [part.strip() for part in value.split(",") if part.strip()]
+            # With none (","), _one_provider says so: an error raised here would quote every
+            # setting, secrets included, as its input.
+            if names:
+                data = {**data, key: names[0], "text_fallbacks": names[1:]}
         return data
+
+    @field_validator("text_provider", mode="before")
+    @classmethod
+    def _one_provider(cls, value: object) -> object:
+        if isinstance(value, str) and "," in value:
+            raise ValueError("names no provider; expected one, or a fallback chain: openai,local")
+        return value
 
     @field_validator(
         "allowed_users",

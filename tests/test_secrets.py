@@ -26,9 +26,12 @@ import aiohttp
 import numpy as np
 import pytest
 from aiohttp import web
+from pydantic import model_validator
 
+from bot import cli
 from bot.http import HttpServer, build_http_app
 from bot.logs import configure_logging
+from bot.settings import Settings
 from tests.fakes.openai_server import FakeOpenAIServer
 from tests.fakes.slack_server import BOT_USER_ID, FakeSlackApi
 from tests.fakes.telegram_server import FakeTelegramServer, message_update
@@ -480,3 +483,39 @@ def test_the_http_servers_log_through_the_redaction(capsys: pytest.CaptureFixtur
     logging.getLogger("uvicorn.error").error("Exception in ASGI application: %s", secret)
     err = capsys.readouterr().err
     assert "Exception in ASGI application" in err and secret not in err
+
+
+class CrossCheckedSettings(Settings):
+    """A check over several settings: pydantic's error for it quotes all of them."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse(cls, data: object) -> object:
+        raise ValueError("these settings do not go together")
+
+
+@pytest.mark.parametrize(
+    ("settings", "bad", "says"),
+    [
+        # e.g. a templated "${PRIMARY},${FALLBACK}" with both unset
+        (Settings, {"TEXT_PROVIDER": ","}, "TEXT_PROVIDER: names no provider"),
+        (CrossCheckedSettings, {}, "settings: these settings do not go together"),
+    ],
+)
+def test_a_bad_setting_is_reported_without_any_secret(
+    settings: type[Settings],
+    bad: dict[str, str],
+    says: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for name, value in {**SECRETS, **bad}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(cli, "Settings", settings)
+    assert cli.main(["db", "upgrade"]) == 2
+    out = "".join(capsys.readouterr())
+    assert out.startswith(f"switchboard: bad configuration: {says}"), out
+    pieces = {value[i : i + 12] for value in SECRETS.values() for i in range(len(value) - 11)}
+    assert [piece for piece in pieces if piece in out] == [], out

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from bot.cli import main
+from bot.compose import ConfigurationError
 from bot.logs import REDACTED, RedactSecrets, configure_logging
+from bot.runner import run_platforms
 from bot.settings import Settings, TextProvider
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,3 +71,48 @@ def test_cli_help_and_bad_configuration(
     monkeypatch.setenv("TEXT_PROVIDER", "nonsense")
     assert main(["db", "upgrade"]) == 2
     assert "TEXT_PROVIDER" in capsys.readouterr().err.upper()
+
+
+@pytest.mark.parametrize(
+    ("given", "device"),
+    [("auto", "auto"), ("cpu", "cpu"), ("CUDA", "cuda"), ("cuda:1", "cuda:1"), ("mps", "mps")],
+)
+def test_model_device_takes_what_torch_takes(given: str, device: str) -> None:
+    settings = Settings(model_device=given, _env_file=None)  # type: ignore[call-arg]
+    assert settings.model_device == device
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("MODEL_DEVICE", "gpu"), ("MODEL_DEVICE", "cuda:"), ("LOG_LEVEL", "verbose")],
+)
+def test_a_bad_device_or_log_level_is_a_bad_setting(
+    name: str,
+    value: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(name, value)
+    assert main(["db", "upgrade"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"switchboard: bad configuration: {name}: "), err
+    assert "Traceback" not in err
+
+
+def test_log_level_in_any_case(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOG_LEVEL", "debug")
+    assert Settings(_env_file=None).log_level == "DEBUG"  # type: ignore[call-arg]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--log-level", "verbose", "db", "upgrade"])
+    assert exit_info.value.code == 2
+
+
+async def test_a_cuda_device_torch_cannot_see_stops_start_up(migrated: Settings) -> None:
+    import torch
+
+    missing = f"cuda:{torch.cuda.device_count()}"  # one past the last, on any machine
+    settings = migrated.model_copy(update={"model_device": missing})
+    with pytest.raises(ConfigurationError, match=f"^MODEL_DEVICE={missing}, but torch"):
+        await run_platforms(settings, [])

@@ -4,6 +4,8 @@ the real dispatcher and a migrated SQLite store, with a scripted text model."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import socket
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -11,11 +13,11 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import select
 
-from bot.compose import App
+from bot.compose import App, ConfigurationError
 from bot.handoff_answers import AnswerCourier
-from bot.platforms.telegram import TelegramPlatform
+from bot.platforms.telegram import TelegramConfig, TelegramPlatform
 from bot.platforms.telegram.render import utf16_len
-from bot.runner import HasRoutes, Resumable, configured_platforms
+from bot.runner import HasRoutes, Resumable, configured_platforms, run_platforms
 from bot.settings import Settings
 from handlers.context import Context
 from handlers.types import Incoming, Reply
@@ -381,3 +383,81 @@ def test_runner_starts_telegram_when_the_token_is_set(settings: Settings) -> Non
     [platform] = configured_platforms(webhook)
     assert isinstance(platform, HasRoutes)
     assert [getattr(r, "path", None) for r in platform.routes()] == ["/telegram/webhook"]
+
+
+def _start_up_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "bot.platforms.telegram.platform" and r.levelno == logging.WARNING
+    ]
+
+
+@pytest.mark.parametrize(("method", "webhook"), [("getMe", False), ("setWebhook", True)])
+async def test_start_up_waits_out_a_failing_bot_api(
+    app: App,
+    server: FakeTelegramServer,
+    caplog: pytest.LogCaptureFixture,
+    method: str,
+    webhook: bool,
+) -> None:
+    server.fail_next(method, 502, "Bad Gateway")
+    harness = TelegramHarness(server, webhook=webhook)
+    await harness.start(app.dispatcher.dispatch, commands=app.router.commands)
+    try:
+        await server.wait_for(method, count=2)
+        await harness.deliver(message_update("/start"))
+        assert len(server.calls_to("sendMessage")) == 1
+    finally:
+        await harness.stop()
+    assert _start_up_warnings(caplog) == [f"{method} failed (Bad Gateway); retrying in 1s"]
+
+
+async def test_stop_ends_a_start_up_that_waits_for_telegram(
+    app: App, caplog: pytest.LogCaptureFixture
+) -> None:
+    with socket.socket() as closed:  # nothing listens on it once closed
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    platform = TelegramPlatform(TelegramConfig(token=TOKEN, api_url=f"http://127.0.0.1:{port}"))
+    starting = asyncio.create_task(platform.start(app.dispatcher.dispatch))
+    async with asyncio.timeout(5):
+        while not _start_up_warnings(caplog):  # noqa: ASYNC110 - a log record sets no event
+            await asyncio.sleep(0.01)
+    await platform.stop()
+    async with asyncio.timeout(1):
+        await starting  # returns: no error for the runner to report
+    [warning] = _start_up_warnings(caplog)
+    assert warning.startswith("getMe failed (") and warning.endswith("); retrying in 1s")
+
+
+async def test_a_refused_token_stops_with_one_clear_line(
+    migrated: Settings,
+    server: FakeTelegramServer,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("bot.runner.settle_heap", lambda: None)  # keep the test process's gc
+    settings = migrated.model_copy(
+        update={
+            "telegram_bot_token": SecretStr(TOKEN),
+            "telegram_api_url": server.base_url,
+            "http_port": 0,
+        }
+    )
+    server.fail_next("getMe", 401, "Unauthorized")
+    # bot/cli.py prints it as "switchboard: TELEGRAM_BOT_TOKEN was refused ..." and exits 2.
+    with pytest.raises(ConfigurationError, match=r"^TELEGRAM_BOT_TOKEN was refused by Telegram"):
+        await run_platforms(settings, configured_platforms(settings))
+    assert [r for r in caplog.records if r.exc_info] == []  # no traceback
+    assert server.calls_to("getMe", "getUpdates") == server.calls_to("getMe")
+
+
+def test_a_malformed_token_is_a_bad_setting_that_is_not_shown(settings: Settings) -> None:
+    malformed = settings.model_copy(
+        update={"telegram_bot_token": SecretStr("7312954860 LeakCheckMalformedToken")}
+    )
+    # bot/cli.py prints it as "switchboard: TELEGRAM_BOT_TOKEN is not ..." and exits 2.
+    with pytest.raises(ConfigurationError, match=r"^TELEGRAM_BOT_TOKEN is not a Telegram") as info:
+        configured_platforms(malformed)
+    assert "LeakCheck" not in str(info.value)

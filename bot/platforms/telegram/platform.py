@@ -15,7 +15,7 @@ import hashlib
 import hmac
 import logging
 import re
-from collections.abc import Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, ClassVar, TypeVar
@@ -30,13 +30,17 @@ from aiogram.exceptions import (
     TelegramNetworkError,
     TelegramRetryAfter,
     TelegramServerError,
+    TelegramUnauthorizedError,
 )
 from aiogram.types import BotCommand, Update
+from aiogram.utils.token import TokenValidationError
+from aiohttp import InvalidURL
 from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from bot.model_services import ConfigurationError
 from bot.platforms.telegram.api import TelegramApi
 from bot.platforms.telegram.incoming import Target, target_for, to_incoming, to_target
 from bot.platforms.telegram.limiter import Limits, OutboundLimiter
@@ -117,22 +121,41 @@ class TelegramPlatform:
         return [Route(WEBHOOK_PATH, self._webhook, methods=["POST"])]
 
     async def start(self, dispatch: Dispatch) -> None:
-        """Runs until ``stop()``: long polling, or registering the webhook and waiting."""
+        """Runs until ``stop()``: long polling, or registering the webhook and waiting. While
+        the Bot API is unreachable or failing, start-up waits for it as polling does."""
         self._dispatch = dispatch
-        me = await self._bot.get_me()
+        await self._until_stopped(self._connect())
+        if self._stopping.is_set():
+            return
+        if self._config.webhook_url:
+            await self._stopping.wait()
+        else:
+            await self._until_stopped(self._poll())
+
+    async def _connect(self) -> None:
+        try:
+            me = await _retrying("getMe", self._bot.get_me)
+        except TelegramUnauthorizedError:
+            # A setting to fix, not a bug: bot/runner.py reports it in one line.
+            raise ConfigurationError(
+                "TELEGRAM_BOT_TOKEN was refused by Telegram (401 Unauthorized): "
+                "check it with @BotFather, or revoke it there and set the new one"
+            ) from None
         await self._set_commands()
         self._me = (me.username or "", me.id)
         url = self._config.webhook_url
         log.info("Telegram bot @%s started with %s", me.username, "a webhook" if url else "polling")
         if url:
-            await self._bot.set_webhook(
-                url, secret_token=self._config.secret, allowed_updates=ALLOWED_UPDATES
+            register = partial(
+                self._bot.set_webhook,
+                url,
+                secret_token=self._config.secret,
+                allowed_updates=ALLOWED_UPDATES,
             )
-            await self._stopping.wait()
+            await _retrying("setWebhook", register)
         else:
             # Telegram refuses getUpdates while a webhook is set.
-            await self._bot.delete_webhook()
-            await self._until_stopped(self._poll())
+            await _retrying("deleteWebhook", self._bot.delete_webhook)
 
     async def stop(self) -> None:
         self._stopping.set()
@@ -308,6 +331,25 @@ class TelegramPlatform:
         await self._api.answer_callback(target)
 
 
+async def _retrying(method: str, call: Callable[[], Awaitable[_T]]) -> _T:
+    """``call()``, tried again with the poller's backoff while the Bot API is unreachable or
+    failing: a bot started during an outage waits for Telegram instead of stopping the other
+    platforms with it."""
+    backoff = 1.0
+    while True:
+        try:
+            return await call()
+        except TelegramRetryAfter as exc:
+            log.warning("%s rate-limited; retrying in %ss", method, exc.retry_after)
+            await asyncio.sleep(exc.retry_after)
+        except (TelegramNetworkError, TelegramServerError) as exc:
+            if isinstance(exc.__cause__, InvalidURL):
+                raise  # TELEGRAM_API_URL: no wait makes it right
+            log.warning("%s failed (%s); retrying in %.0fs", method, exc.message, backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, _MAX_BACKOFF)
+
+
 def _readable(data: Any, *, bot: Bot) -> tuple[list[Update], int | None]:
     """The valid updates of a getUpdates answer that aiogram refused as a whole, and the offset
     past every update in it, valid or not (None when it holds no update ids at all)."""
@@ -331,7 +373,14 @@ def _make_bot(config: TelegramConfig) -> Bot:
         session = AiohttpSession(api=TelegramAPIServer.from_base(config.api_url))
     else:
         session = AiohttpSession()
-    return Bot(config.token, session=session)
+    try:
+        return Bot(config.token, session=session)
+    except TokenValidationError:
+        # aiogram's message says where, not what to fix; the token itself is never shown.
+        raise ConfigurationError(
+            "TELEGRAM_BOT_TOKEN is not a Telegram bot token: expected the "
+            "<bot id>:<secret> that @BotFather gives"
+        ) from None
 
 
 def _describe(command: Command) -> str:
