@@ -87,11 +87,13 @@ class Recommender:
         self._built_at = 0.0
         self._lock = asyncio.Lock()
 
-    async def index(self, session: AsyncSession) -> CatalogIndex:
-        """The current index, rebuilt first if the store changed (and the last build is old)."""
+    async def index(self, session: AsyncSession, *, fresh: bool = False) -> CatalogIndex:
+        """The current index, rebuilt first if the store changed (and the last build is old,
+        unless ``fresh``)."""
         stamp = await repo.catalog_stamp(session)
         if self._index is not None and (
-            self._index.stamp == stamp or self._clock() - self._built_at < self._rebuild_every
+            self._index.stamp == stamp
+            or (not fresh and self._clock() - self._built_at < self._rebuild_every)
         ):
             return self._index
         async with self._lock:
@@ -158,6 +160,11 @@ class Recommender:
         index = await self.index(session)
         bought = await repo.purchase_history(session, user_id=user_id)
         history = index.positions(bought)
+        if len(history) < len(set(bought)):
+            # A product newer than the index (imported, then bought, within the rebuild
+            # interval): the user's own history must count, so the index catches up now.
+            index = await self.index(session, fresh=True)
+            history = index.positions(bought)
         if len(history) == 0:
             picks = index.popular(n, exclude=history)
             return Recommendations([self._suggestion(index, p) for p in picks], popular=True)

@@ -197,3 +197,30 @@ async def test_a_configured_text_model_reranks_and_words_the_reasons(shop_app: A
     model.fail = True  # the hybrid's own order and reasons stand
     lines = (await say(shop_app, "/recommend 2")).splitlines()[1:]
     assert lines[0] == "1. **Mouse Pad** — because you bought Wireless Mouse"
+
+
+async def test_a_product_newer_than_the_index_counts_as_bought(
+    migrated: Settings, tmp_path: Path
+) -> None:
+    # The index is rebuilt at most once a minute, but a user's own purchase must count at once.
+    embedder = FakeEmbedder()
+    services = Services(
+        text=FakeTextGenerator(),
+        generation=GenerationConfig(system_prompt="t", max_tokens=64, temperature=0),
+        embeddings=embedder,
+        recommendations=Recommender(embedder, rebuild_every=60, min_similarity=0.5),
+    )
+    app = build_app(migrated, services=services)
+    try:
+        (tmp_path / "catalog.csv").write_text(CATALOG)
+        (tmp_path / "purchases.csv").write_text(PURCHASES)
+        await import_products(tmp_path / "catalog.csv", sessions=app.sessions, embedder=embedder)
+        await import_purchases(tmp_path / "purchases.csv", sessions=app.sessions)
+        await say(app, "/recommend", user="early")  # builds the index
+        (tmp_path / "new.csv").write_text("id,title\nz9,Zither Deluxe\n")
+        await import_products(tmp_path / "new.csv", sessions=app.sessions, embedder=embedder)
+        assert "Recorded" in await say(app, "/buy z9", user="new")
+        text = await say(app, "/recommend", user="new")
+    finally:
+        await app.close()
+    assert "haven't bought anything" not in text
