@@ -51,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     upgrade = db_commands.add_parser("upgrade", help="apply migrations (default: to the newest)")
     upgrade.add_argument("revision", nargs="?", default="head")
     downgrade = db_commands.add_parser("downgrade", help="revert migrations to REVISION")
-    downgrade.add_argument("revision")
+    downgrade.add_argument("revision", help="a revision id (0011), or base for none")
 
     models = commands.add_parser("models", help="model files")
     model_commands = models.add_subparsers(dest="models_command", metavar="ACTION", required=True)
@@ -94,10 +94,27 @@ def _settings_errors(exc: ValidationError) -> str:
     )
 
 
-def _upgrade(settings: Settings, revision: str = "head") -> None:
-    from bot.migrate import upgrade
+def _upgrade(settings: Settings, revision: str = "head", *, down: bool = False) -> None:
+    """Migrate the database; what stops it (no server, an unknown revision) is told in a line
+    (`ConfigurationError`) that never holds DATABASE_URL, which may carry a password."""
+    from alembic.util import CommandError
+    from sqlalchemy.exc import DBAPIError
 
-    upgrade(settings.db_url, revision)
+    from bot.compose import ConfigurationError
+    from bot.migrate import downgrade, upgrade
+
+    try:
+        (downgrade if down else upgrade)(settings.db_url, revision)
+    except CommandError as exc:
+        raise ConfigurationError(f"database migration: {exc}") from None
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot reach the database ({exc.strerror or exc}): check DATABASE_URL and that "
+            "the server is up"
+        ) from None
+    except DBAPIError as exc:
+        reason = str(exc.orig).splitlines()[0] if exc.orig else type(exc).__name__
+        raise ConfigurationError(f"database error while migrating: {reason}") from None
 
 
 async def _chat(settings: Settings) -> int:
@@ -155,12 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         if args.command == "db":
-            if args.db_command == "upgrade":
-                _upgrade(settings, args.revision)
-            else:
-                from bot.migrate import downgrade
-
-                downgrade(settings.db_url, args.revision)
+            _upgrade(settings, args.revision, down=args.db_command == "downgrade")
             return 0
         if args.command == "models" and args.models_command == "warm":
             from bot.model_services import warm_models

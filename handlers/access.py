@@ -153,6 +153,7 @@ class QuotaMiddleware:
             (quotas.images_per_day, used.images, "images"),
         ):
             if limit and spent >= limit:
+                what = what.removesuffix("s") if limit == 1 else what
                 return f"Daily quota reached ({limit} {what}); it {_resets(now)}."
         return None
 

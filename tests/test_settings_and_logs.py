@@ -116,3 +116,20 @@ async def test_a_cuda_device_torch_cannot_see_stops_start_up(migrated: Settings)
     settings = migrated.model_copy(update={"model_device": missing})
     with pytest.raises(ConfigurationError, match=f"^MODEL_DEVICE={missing}, but torch"):
         await run_platforms(settings, [])
+
+
+def test_database_trouble_is_one_line_without_the_url(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'store.db'}")
+    assert main(["db", "upgrade", "nonsense"]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        "switchboard: database migration: Can't locate revision identified by 'nonsense'"
+    ]
+    # Port 1 on the loopback: nothing listens, so the connection is refused at once.
+    monkeypatch.setenv("DATABASE_URL", "postgresql+asyncpg://bot:pa55word@127.0.0.1:1/bot")
+    assert main(["kb", "list"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("switchboard: cannot reach the database (") and "Traceback" not in err
+    assert "pa55word" not in err and "DATABASE_URL" in err
