@@ -13,7 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 from handlers.dispatcher import Dispatcher
-from handlers.types import Incoming, Responder
+from handlers.types import Incoming, Reply, Responder
 from storage import repositories as repo
 from storage.db import SessionFactory, unit_of_work
 from storage.models import utcnow
@@ -56,11 +56,27 @@ async def resume_abandoned(
                     session, platform=platform, event_id=event_id, status="failed", error="attempts"
                 )
                 log.error("event %s:%s gave up after %d attempts", platform, event_id, attempts)
-                continue
         if not won:
             continue
         incoming = incoming_from_payload(payload)
+        if attempts >= MAX_ATTEMPTS:
+            await _give_up(responder_for(incoming), incoming)
+            continue
         log.info("resuming event %s:%s (attempt %d)", platform, event_id, attempts + 1)
         await dispatcher.dispatch(incoming, responder_for(incoming), resumed=True)
         resumed += 1
     return resumed
+
+
+GAVE_UP = "Sorry, I could not answer your message “{quote}”: please send it again in other words."
+GAVE_UP_PRESS = "Sorry, I could not act on that button press: please try again."
+
+
+async def _give_up(responder: Responder, incoming: Incoming) -> None:
+    """The user hears that the message will not be answered, rather than wait for ever."""
+    quote = incoming.text if len(incoming.text) <= 60 else incoming.text[:59].rstrip() + "…"
+    text = GAVE_UP.format(quote=quote) if quote else GAVE_UP_PRESS
+    try:
+        await responder.send(Reply(text=text))
+    except Exception:
+        log.exception("could not tell %s:%s that it gave up", incoming.platform, incoming.event_id)

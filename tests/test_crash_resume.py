@@ -1,4 +1,5 @@
-"""Nothing lost: a process killed mid-generation has its message answered after a restart."""
+"""Nothing lost: a process killed mid-generation has its message answered after a restart,
+and one that kills every worker is given up with a word to the user."""
 
 from __future__ import annotations
 
@@ -8,11 +9,20 @@ import signal
 import sqlite3
 import sys
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select, update
 
+from bot.compose import App
+from handlers.resume import GAVE_UP, MAX_ATTEMPTS, resume_abandoned
+from handlers.types import Incoming
+from storage import repositories as repo
+from storage.db import unit_of_work
+from storage.models import InboxEvent, utcnow
 from tests.fakes.openai_server import FakeOpenAIServer
+from tests.fakes.responder import CollectingResponder
 
 
 @pytest.fixture
@@ -80,3 +90,22 @@ async def test_sigkill_mid_generation_is_answered_once_after_restart(
     # The resumed request carried the message once, not twice.
     sent = [m["content"] for m in server.requests[-1].messages if m["role"] == "user"]
     assert sent == ["Please answer this one."]
+
+
+async def test_an_event_that_keeps_killing_its_worker_is_given_up_with_a_word(app: App) -> None:
+    message = Incoming("test", "poison", "c1", "u1", "this one crashes every worker")
+    async with unit_of_work(app.sessions) as session:
+        await repo.record_event(
+            session, platform="test", event_id="poison", payload=message.to_payload()
+        )
+        await session.execute(
+            update(InboxEvent).values(attempts=MAX_ATTEMPTS, updated_at=utcnow() - timedelta(1))
+        )
+    told = CollectingResponder()
+    resumed = await resume_abandoned(
+        app.sessions, app.dispatcher, platform="test", responder_for=lambda _: told, idle_for=1
+    )
+    assert resumed == 0
+    assert told.texts == [GAVE_UP.format(quote="this one crashes every worker")]
+    async with unit_of_work(app.sessions) as session:
+        assert (await session.scalar(select(InboxEvent.status))) == "failed"
