@@ -32,9 +32,16 @@ def to_png(image: Any) -> bytes:
     return buffer.getvalue()
 
 
-class ImageRefused(ProviderError):
+class _Refusal(ProviderError):
+    """A request the provider refused: it says nothing about the provider's health."""
+
+    def __init__(self, user_message: str, *, detail: str = "") -> None:
+        super().__init__(user_message, detail=detail, transient=False)
+
+
+class ImageRefused(_Refusal):
     """The provider's content policy or safety checker refused the prompt or its images."""
 
 
-class ImageSizeError(ProviderError):
+class ImageSizeError(_Refusal):
     """The model cannot draw the requested size."""

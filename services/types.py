@@ -19,12 +19,19 @@ class Turn:
 
 
 class ProviderError(Exception):
-    """A model provider failed; ``user_message`` is safe to show in chat."""
+    """A model provider failed; ``user_message`` is safe to show in chat.
 
-    def __init__(self, user_message: str, *, detail: str = "") -> None:
+    ``transient`` says the provider itself is down or overloaded (a timeout, a lost
+    connection, a 5xx or 429), which may heal and counts towards its circuit breaker. A
+    request the provider refused (a bad prompt, a wrong key, an unknown model) is not: it says
+    nothing about the provider's health for other users.
+    """
+
+    def __init__(self, user_message: str, *, detail: str = "", transient: bool = True) -> None:
         super().__init__(detail or user_message)
         self.user_message = user_message
         self.detail = detail
+        self.transient = transient
 
 
 class TextGenerator(Protocol):

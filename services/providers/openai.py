@@ -8,6 +8,7 @@ from typing import Any
 import openai
 
 from services.providers.common import estimate_tokens, to_chat_messages
+from services.providers.http_errors import StatusErrors, openai_key_setting
 from services.types import ProviderError, Turn
 
 UNAVAILABLE = "The text service is unavailable right now, try again in a minute."
@@ -30,6 +31,13 @@ class OpenAITextGenerator:
         self._client = openai.AsyncOpenAI(
             api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries
         )
+        self._errors = StatusErrors(
+            provider=self.name,
+            model=model,
+            unavailable=UNAVAILABLE,
+            service="text",
+            key_setting=openai_key_setting(base_url),
+        )
 
     def count_tokens(self, text: str) -> int:
         return estimate_tokens(text)
@@ -51,6 +59,6 @@ class OpenAITextGenerator:
         except openai.APITimeoutError as exc:
             raise ProviderError(UNAVAILABLE, detail=f"openai timeout: {exc}") from exc
         except openai.APIStatusError as exc:
-            raise ProviderError(UNAVAILABLE, detail=f"openai status {exc.status_code}") from exc
+            raise self._errors.to_provider_error(exc.status_code, exc.message) from exc
         except openai.OpenAIError as exc:
             raise ProviderError(UNAVAILABLE, detail=f"openai error: {type(exc).__name__}") from exc

@@ -9,7 +9,8 @@ import numpy as np
 import openai
 from numpy.typing import NDArray
 
-from services.modelhost.batcher import BusyError, MicroBatcher
+from services.modelhost.batcher import MicroBatcher
+from services.providers.http_errors import StatusErrors, openai_key_setting
 from services.types import ProviderError
 
 UNAVAILABLE = "The embedding service is unavailable, try again in a minute."
@@ -43,6 +44,13 @@ class OpenAIEmbedder:
         }
         self._client = openai.AsyncOpenAI(**options)
         self._options = options
+        self._errors = StatusErrors(
+            provider=self.name,
+            model=model,
+            unavailable=UNAVAILABLE,
+            service="embedding",
+            key_setting=openai_key_setting(base_url),
+        )
         # Concurrent callers share one request: fewer round trips and a fuller server batch.
         self.batcher: MicroBatcher[str, list[float]] = MicroBatcher(
             self._rows,
@@ -81,9 +89,7 @@ class OpenAIEmbedder:
         try:
             response = await self._client.embeddings.create(model=self.model, input=texts)
         except openai.APIStatusError as exc:
-            if exc.status_code == 503 and "busy" in str(exc.message).lower():
-                raise BusyError(self.model) from exc
-            raise ProviderError(UNAVAILABLE, detail=f"embeddings {exc.status_code}") from exc
+            raise self._errors.to_provider_error(exc.status_code, exc.message) from exc
         except openai.OpenAIError as exc:
             raise ProviderError(UNAVAILABLE, detail=f"embeddings: {exc!r}") from exc
         ordered = sorted(response.data, key=lambda item: item.index)

@@ -10,7 +10,7 @@ from typing import Any
 import openai
 
 from services.images import BAD_SIZE, REFUSED, UNAVAILABLE, ImageRefused, ImageSizeError
-from services.modelhost.batcher import BusyError
+from services.providers.http_errors import StatusErrors, openai_key_setting
 from services.types import ProviderError
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,13 @@ class OpenAIImageGenerator:
         self._client = openai.AsyncOpenAI(
             api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries
         )
+        self._errors = StatusErrors(
+            provider=self.name,
+            model=model,
+            unavailable=UNAVAILABLE,
+            service="image",
+            key_setting=openai_key_setting(base_url),
+        )
 
     async def generate(self, prompt: str, *, size: str, n: int) -> list[bytes]:
         # DALL·E 3 draws one image per request.
@@ -66,11 +73,9 @@ class OpenAIImageGenerator:
                 ) from exc
             if "size" in str(exc.message).lower():
                 raise ImageSizeError(BAD_SIZE, detail=f"openai images: {exc.message}") from exc
-            raise ProviderError(UNAVAILABLE, detail=f"openai images 400: {exc.message}") from exc
+            raise self._errors.to_provider_error(exc.status_code, exc.message) from exc
         except openai.APIStatusError as exc:
-            if exc.status_code == 503 and "busy" in str(exc.message).lower():
-                raise BusyError(self.model) from exc
-            raise ProviderError(UNAVAILABLE, detail=f"openai images {exc.status_code}") from exc
+            raise self._errors.to_provider_error(exc.status_code, exc.message) from exc
         except openai.OpenAIError as exc:
             raise ProviderError(UNAVAILABLE, detail=f"openai images: {exc!r}") from exc
         images = [base64.b64decode(item.b64_json) for item in response.data or [] if item.b64_json]

@@ -12,7 +12,8 @@ from typing import Any
 
 import httpx
 
-from services.modelhost.batcher import BusyError, MicroBatcher
+from services.modelhost.batcher import MicroBatcher
+from services.providers.http_errors import StatusErrors
 from services.types import ProviderError, Sentiment
 
 UNAVAILABLE = "The sentiment service is unavailable, try again in a minute."
@@ -36,6 +37,13 @@ class RemoteSentimentAnalyzer:
         self._url = base_url.rstrip("/") + "/classify"
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._timeout = timeout
+        self._errors = StatusErrors(
+            provider=self.name,
+            model=model,
+            unavailable=UNAVAILABLE,
+            service="sentiment",
+            key_setting="MODEL_HOST_API_KEY",
+        )
         self._client: httpx.AsyncClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         # Concurrent callers share one request: fewer round trips, and the server gets the
@@ -70,10 +78,8 @@ class RemoteSentimentAnalyzer:
                 response = await self._http().post(self._url, json=body)
         except httpx.HTTPError as exc:
             raise ProviderError(UNAVAILABLE, detail=f"classify: {exc!r}") from exc
-        if response.status_code == 503:
-            raise BusyError(self.model)
         if response.status_code != 200:
-            raise ProviderError(UNAVAILABLE, detail=f"classify {response.status_code}")
+            raise self._errors.to_provider_error(response.status_code, response.text)
         return to_sentiments(response.json(), len(texts))
 
     async def aclose(self) -> None:

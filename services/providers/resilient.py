@@ -1,8 +1,9 @@
 """Provider resilience: a circuit breaker per provider and a fallback chain across providers.
 
 `TEXT_PROVIDER=openai,local` means: ask OpenAI; when it fails before saying anything (timeout,
-429 and 5xx after the SDK's own retries with backoff) or its breaker is open, ask the local
-model. A provider that keeps failing is skipped for a cool-down instead of being hammered.
+429 and 5xx after the SDK's own retries with backoff, or a refused request) or its breaker is
+open, ask the local model. A provider that keeps having outages is skipped for a cool-down
+instead of being hammered; refused requests do not count towards that.
 """
 
 from __future__ import annotations
@@ -88,10 +89,16 @@ class FallbackTextGenerator:
                     started = True
                     yield chunk
             except ProviderError as exc:
-                breaker.record_failure()
+                # Only outages count: one user's oversized prompt, or a wrong key, must not
+                # send everyone to the fallback for the cool-down.
+                if exc.transient:
+                    breaker.record_failure()
                 log.warning("%s failed: %s", generator.name, exc.detail or exc.user_message)
                 if started:
                     raise  # half an answer is out; a second voice would only confuse
+                # A refused request still goes on down the chain: the next provider has its
+                # own key, model, context window and token count, so a 400 or 401 here may
+                # well succeed there, and one that is bad everywhere costs one quick refusal.
                 last = exc
                 continue
             breaker.record_success()

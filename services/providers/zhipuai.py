@@ -10,6 +10,7 @@ from typing import Any
 import zhipuai
 
 from services.providers.common import estimate_tokens, to_chat_messages
+from services.providers.http_errors import StatusErrors
 from services.types import ProviderError, Turn
 
 UNAVAILABLE = "The text service is unavailable right now, try again in a minute."
@@ -32,6 +33,13 @@ class ZhipuAITextGenerator:
         self.context_window = context_window
         self._client = zhipuai.ZhipuAI(
             api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries
+        )
+        self._errors = StatusErrors(
+            provider=self.name,
+            model=model,
+            unavailable=UNAVAILABLE,
+            service="text",
+            key_setting="ZHIPUAI_API_KEY",
         )
 
     def count_tokens(self, text: str) -> int:
@@ -72,6 +80,8 @@ class ZhipuAITextGenerator:
                 item = await queue.get()
                 if item is _DONE:
                     break
+                if isinstance(item, zhipuai.APIStatusError):
+                    raise self._errors.to_provider_error(item.status_code, str(item)) from item
                 if isinstance(item, Exception):
                     raise ProviderError(
                         UNAVAILABLE, detail=f"zhipuai error: {type(item).__name__}: {item}"

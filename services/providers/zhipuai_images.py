@@ -11,6 +11,7 @@ import httpx
 import zhipuai
 
 from services.images import REFUSED, UNAVAILABLE, ImageRefused
+from services.providers.http_errors import StatusErrors
 from services.types import ProviderError
 
 # ZhipuAI's error code for prompts or images its content filter blocks.
@@ -43,6 +44,13 @@ class ZhipuAIImageGenerator:
         self._client = zhipuai.ZhipuAI(
             api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries
         )
+        self._errors = StatusErrors(
+            provider=self.name,
+            model=model,
+            unavailable=UNAVAILABLE,
+            service="image",
+            key_setting="ZHIPUAI_API_KEY",
+        )
 
     def _draw(self, prompt: str, size: str) -> bytes:
         try:
@@ -58,8 +66,7 @@ class ZhipuAIImageGenerator:
         except zhipuai.APIStatusError as exc:
             if exc.status_code == 400 and _is_content_filter(exc):
                 raise ImageRefused(REFUSED, detail="zhipuai images: content filter") from exc
-            detail = f"zhipuai images {exc.status_code}"
-            raise ProviderError(UNAVAILABLE, detail=detail) from exc
+            raise self._errors.to_provider_error(exc.status_code, str(exc)) from exc
         except (zhipuai.ZhipuAIError, httpx.HTTPError, IndexError, AttributeError) as exc:
             detail = f"zhipuai images: {type(exc).__name__}: {exc}"
             raise ProviderError(UNAVAILABLE, detail=detail) from exc

@@ -2,8 +2,9 @@
 
 It speaks the chat-completions protocol (JSON and SSE streaming) on both the OpenAI path
 (`/v1/chat/completions`) and ZhipuAI's (`/api/paas/v4/chat/completions`), and image generation
-on both (`b64_json` for OpenAI; a URL to download, as CogView answers, for ZhipuAI), and records
-every request so tests can assert on what the SDKs sent.
+on both (`b64_json` for OpenAI; a URL to download, as CogView answers, for ZhipuAI), and
+embeddings on the OpenAI path, and records every request so tests can assert on what the SDKs
+sent.
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ class FakeOpenAIServer:
         app.router.add_post("/api/paas/v4/chat/completions", self._chat)
         app.router.add_post("/v1/images/generations", self._images)
         app.router.add_post("/api/paas/v4/images/generations", self._images)
+        app.router.add_post("/v1/embeddings", self._embeddings)
         app.router.add_get("/files/image.png", self._file)
         self._runner, self.port = await serve_locally(app)
 
@@ -89,8 +91,7 @@ class FakeOpenAIServer:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._released.wait(), delay)
         if self.fail_status is not None:
-            error = {"error": {"message": "injected failure", "type": "server_error"}}
-            return web.json_response(error, status=self.fail_status)
+            return self._failure(request, self.fail_status)
         model = body.get("model", "fake")
         reply = self._reply(body)
         if body.get("stream"):
@@ -129,8 +130,7 @@ class FakeOpenAIServer:
             )
             return web.json_response({"error": error}, status=400)
         if self.fail_status is not None:
-            error = {"error": {"message": "injected failure", "type": "server_error"}}
-            return web.json_response(error, status=self.fail_status)
+            return self._failure(request, self.fail_status)
         count = 1 if zhipu else int(body.get("n", 1))
         item = (
             {"url": f"http://127.0.0.1:{self.port}/files/image.png"}
@@ -138,6 +138,27 @@ class FakeOpenAIServer:
             else {"b64_json": base64.b64encode(self.image).decode()}
         )
         return web.json_response({"created": int(time.time()), "data": [item] * count})
+
+    async def _embeddings(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.requests.append(RecordedRequest(request.path, dict(request.headers), body))
+        if self.fail_status is not None:
+            return self._failure(request, self.fail_status)
+        texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        data = [
+            {"object": "embedding", "index": i, "embedding": [1.0, float(len(text)), 0.0]}
+            for i, text in enumerate(texts)
+        ]
+        usage = {"prompt_tokens": 1, "total_tokens": 1}
+        return web.json_response({"object": "list", "data": data, "model": "m", "usage": usage})
+
+    def _failure(self, request: web.Request, status: int) -> web.Response:
+        error = {"message": "injected failure", "type": "server_error"}
+        if status == 401:
+            # As OpenAI does: the refused key is echoed back, so it must never be logged as is.
+            key = request.headers.get("Authorization", "").removeprefix("Bearer ")
+            error = {"message": f"Incorrect API key provided: {key}", "type": "invalid_api_key"}
+        return web.json_response({"error": error}, status=status)
 
     async def _file(self, request: web.Request) -> web.Response:
         return web.Response(body=self.image, content_type="image/png")

@@ -102,3 +102,32 @@ async def test_outage_gets_one_line_and_the_message_is_kept(
         assert [(m.role, m.text) for m in rows] == [("user", "Hello?")]
     finally:
         await app.close()
+
+
+@pytest.mark.parametrize(
+    ("provider", "setting", "key"),
+    [
+        ("openai", "OPENAI_API_KEY", "sk-test-openai-key"),
+        ("zhipuai", "ZHIPUAI_API_KEY", "zhipu-secret"),
+    ],
+)
+async def test_a_refused_key_is_not_try_again_and_the_log_names_the_setting(
+    migrated: Settings,
+    server: FakeOpenAIServer,
+    caplog: pytest.LogCaptureFixture,
+    provider: str,
+    setting: str,
+    key: str,
+) -> None:
+    server.fail_status = 401
+    settings = _settings(migrated, server, provider)
+    app = build_app(settings, services=build_services(settings))
+    try:
+        replies = await _say(app, "Hello?", 1)
+    finally:
+        await app.close()
+    assert replies.texts == [
+        "The text service is not set up correctly; an administrator needs to check it."
+    ]
+    assert [r for r in caplog.records if setting in r.getMessage()]
+    assert key not in caplog.text
