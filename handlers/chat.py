@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from handlers.budget import fit_turns
 from handlers.context import Context
 from handlers.feedback import feedback_buttons
 from handlers.router import Router
+from services.budget import fit_turns
 from services.types import Turn
 
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Sequence
 
-from handlers.budget import PER_TURN_OVERHEAD
 from handlers.context import Context
 from handlers.feedback import feedback_buttons
 from handlers.router import Router
 from handlers.types import Button, Reply
+from services.budget import PER_TURN_OVERHEAD
 from services.qa.answer import DONT_KNOW, Generate, Quote, Unknown, plan_answer
 from services.qa.standalone import standalone_question
 from storage import repositories as repo

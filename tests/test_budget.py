@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from handlers.budget import PER_TURN_OVERHEAD, fit_turns
+from services.budget import PER_TURN_OVERHEAD, fit_turns
 from services.types import Turn
 
 

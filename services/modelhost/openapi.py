@@ -116,6 +116,7 @@ def _errors(*codes: int) -> dict[str, Any]:
         400: "invalid request",
         401: "missing or wrong API key",
         404: "model not served here",
+        413: "request body too large",
         500: "the model failed",
         503: "busy, try again (Retry-After: 1)",
     }
@@ -129,7 +130,7 @@ def _post(summary: str, body: type[BaseModel], answer: str, *extra: int) -> dict
             "requestBody": {"required": True, **_json(body.__name__)},
             "responses": {
                 "200": {"description": "OK", **_json(answer)},
-                **_errors(400, 401, 404, 500, 503, *extra),
+                **_errors(400, 401, 404, 413, 500, 503, *extra),
             },
         }
     }

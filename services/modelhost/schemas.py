@@ -6,13 +6,17 @@ as OpenAI-compatible servers do, so that every OpenAI client works unchanged.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 MAX_TOKENS = 4096
 MAX_INPUTS = 2048
 MAX_TEXT_CHARS = 100_000
+# Every character is tokenized before anything else happens: this bounds one request's work
+# while leaving room for a 128k-token context window in English.
+MAX_TOTAL_CHARS = 500_000
 SIZE_PATTERN = r"^[1-9][0-9]{1,4}x[1-9][0-9]{1,4}$"
 
 Text = Annotated[str, StringConstraints(max_length=MAX_TEXT_CHARS)]
@@ -23,6 +27,12 @@ Parts = Annotated[list["TextPart"], Field(max_length=256)]
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
+
+
+def _check_total(texts: Sequence[str], field: str) -> None:
+    total = sum(len(text) for text in texts)
+    if total > MAX_TOTAL_CHARS:
+        raise ValueError(f"{field} has {total} characters in all; the limit is {MAX_TOTAL_CHARS}")
 
 
 class TextPart(_Body):
@@ -50,6 +60,11 @@ class ChatRequest(_Body):
     stream: bool = False
     n: Literal[1] = 1
 
+    @model_validator(mode="after")
+    def _bounded(self) -> ChatRequest:
+        _check_total([message.text for message in self.messages], "messages")
+        return self
+
 
 class EmbeddingsRequest(_Body):
     model: str | None = Field(default=None, max_length=256)
@@ -59,6 +74,11 @@ class EmbeddingsRequest(_Body):
     @property
     def texts(self) -> list[str]:
         return [self.input] if isinstance(self.input, str) else list(self.input)
+
+    @model_validator(mode="after")
+    def _bounded(self) -> EmbeddingsRequest:
+        _check_total(self.texts, "input")
+        return self
 
 
 class ImagesRequest(_Body):
@@ -78,6 +98,11 @@ class ClassifyRequest(_Body):
     @property
     def texts(self) -> list[str]:
         return [self.input] if isinstance(self.input, str) else list(self.input)
+
+    @model_validator(mode="after")
+    def _bounded(self) -> ClassifyRequest:
+        _check_total(self.texts, "input")
+        return self
 
 
 REQUESTS: tuple[type[BaseModel], ...] = (

@@ -6,6 +6,7 @@ OpenAI, vLLM or this server. ``switchboard serve-models`` serves :func:`build_mo
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -31,6 +32,7 @@ from services.modelhost.schemas import (
     EmbeddingsRequest,
     ImagesRequest,
 )
+from services.modelhost.window import PromptTooLong, fit_prompt
 from services.providers.common import estimate_tokens
 from services.types import (
     Embedder,
@@ -46,6 +48,9 @@ log = logging.getLogger(__name__)
 B = TypeVar("B", bound=BaseModel)
 Endpoint = Callable[[Request], Awaitable[Response]]
 DEFAULT_MAX_TOKENS = 256
+# Bodies are read whole before validation: refuse, before reading it all, any body bigger than a
+# valid request can be (schemas.MAX_TOTAL_CHARS characters, up to 6 bytes each JSON-escaped).
+MAX_BODY_BYTES = 4 * 1024 * 1024
 ROLES: dict[str, Role] = {
     "system": "system",
     "developer": "system",
@@ -95,9 +100,31 @@ class ApiError(Exception):
         return JSONResponse(body, status_code=self.status, headers=headers)
 
 
+def _too_large() -> ApiError:
+    return ApiError(
+        413,
+        f"request body over {MAX_BODY_BYTES // 1024 // 1024} MiB",
+        kind="invalid_request_error",
+        code="request_too_large",
+    )
+
+
+async def _read_body(request: Request) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise _too_large()
+    body = bytearray()
+    async for chunk in request.stream():  # chunked bodies declare no length
+        body += chunk
+        if len(body) > MAX_BODY_BYTES:
+            raise _too_large()
+    return bytes(body)
+
+
 async def _parse(request: Request, schema: type[B]) -> B:
+    raw = await _read_body(request)
     try:
-        data = json.loads(await request.body())
+        data = json.loads(raw)
         return schema.model_validate(data, strict=True)
     except (ValueError, UnicodeDecodeError) as exc:  # ValidationError is a ValueError
         message = _first_error(exc) if isinstance(exc, ValidationError) else "invalid JSON body"
@@ -172,15 +199,15 @@ class ModelServer:
         text: TextGenerator = _need(self.host.text, "chat")
         turns = [Turn(ROLES[m.role], m.text) for m in body.messages]
         max_tokens = body.max_completion_tokens or body.max_tokens or DEFAULT_MAX_TOKENS
-        prompt_tokens = sum(text.count_tokens(t.text) + 8 for t in turns)
-        if prompt_tokens + max_tokens > text.context_window:
-            raise ApiError(
-                400,
-                f"{prompt_tokens} prompt tokens plus max_tokens {max_tokens} exceed the "
-                f"context window of {text.context_window}",
-                kind="invalid_request_error",
-                code="context_length_exceeded",
+        try:
+            # Tokenizing a long conversation takes a while: other requests go on meanwhile.
+            turns, prompt_tokens = await asyncio.to_thread(
+                fit_prompt, text, turns, max_tokens=max_tokens
             )
+        except PromptTooLong as exc:
+            raise ApiError(
+                400, str(exc), kind="invalid_request_error", code="context_length_exceeded"
+            ) from exc
         temperature = 1.0 if body.temperature is None else body.temperature
         chunks = aiter(text.stream(turns, max_tokens=max_tokens, temperature=temperature))
         # The first piece is awaited before answering, so "busy" is still a clean 503.

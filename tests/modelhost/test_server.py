@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import json
 import threading
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import httpx
 import numpy as np
@@ -16,7 +17,8 @@ import pytest
 from PIL import Image
 
 from services.modelhost.batched import BatchedSentimentAnalyzer
-from services.modelhost.server import ModelHost, build_model_app
+from services.modelhost.schemas import MAX_TEXT_CHARS, MAX_TOTAL_CHARS
+from services.modelhost.server import MAX_BODY_BYTES, ModelHost, build_model_app
 from services.providers.local_embeddings import LocalEmbedder
 from services.types import Sentiment
 from tests.modelhost.conftest import serving
@@ -135,6 +137,65 @@ async def test_a_missing_model_is_404_and_the_api_key_is_checked() -> None:
             await client(url, "wrong").models.list()
         with pytest.raises(openai.NotFoundError):
             await client(url, "s3cret").embeddings.create(model="x", input=["hi"])
+
+
+BATCH_ROUTES = ["/v1/chat/completions", "/v1/embeddings", "/classify"]
+
+
+@pytest.mark.parametrize("path", BATCH_ROUTES)
+@pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
+async def test_an_oversized_body_is_413_while_others_are_served(path: str, declared: bool) -> None:
+    health: list[int] = []
+    answered = asyncio.Event()
+    piece = b" " * (1024 * 1024)
+    pieces = MAX_BODY_BYTES // len(piece) + 1
+
+    async def upload() -> AsyncIterator[bytes]:
+        yield piece
+        await answered.wait()  # the rest only once /healthz has answered meanwhile
+        for _ in range(pieces - 1):
+            yield piece
+
+    # No models: the body is refused before anything looks for one.
+    async with serving(build_model_app(ModelHost())) as url, httpx.AsyncClient() as http:
+        headers = {"content-length": str(pieces * len(piece))} if declared else {}
+        post = asyncio.ensure_future(http.post(f"{url}{path}", content=upload(), headers=headers))
+        health.append((await http.get(f"{url}/healthz")).status_code)
+        answered.set()
+        response = await post
+    assert health == [200]
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "request_too_large"
+
+
+def _texts(n: int) -> list[str]:
+    return ["w" * MAX_TEXT_CHARS] * n
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        (
+            "/v1/chat/completions",
+            {"messages": [{"role": "user", "content": text} for text in _texts(6)]},
+        ),
+        ("/v1/chat/completions", {"messages": [{"role": "user", "content": "hi"}] * 1001}),
+        ("/v1/embeddings", {"input": _texts(6)}),
+        ("/classify", {"input": _texts(6)}),
+        ("/classify", {"input": ["w" * (MAX_TEXT_CHARS + 1)]}),
+    ],
+)
+async def test_requests_over_the_schema_limits_are_400s(path: str, body: dict[str, object]) -> None:
+    assert len(json.dumps(body)) < MAX_BODY_BYTES  # refused for what they hold, not their size
+    async with serving(build_model_app(ModelHost())) as url, httpx.AsyncClient() as http:
+        response = await http.post(f"{url}{path}", json=body)
+    assert response.status_code == 400
+    assert response.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_the_character_cap_fits_in_the_body_cap() -> None:
+    # Every character JSON-escaped as \uXXXX still fits: a valid request is never a 413.
+    assert MAX_TOTAL_CHARS * len("\\u0439") < MAX_BODY_BYTES
 
 
 class Gated:
