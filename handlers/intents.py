@@ -20,7 +20,7 @@ from numpy.typing import NDArray
 
 from handlers.chat import generate
 from handlers.context import Context
-from handlers.qa import answer_question, kb_has_documents
+from handlers.qa import answer_question, kb_has_documents, kb_knows
 from handlers.router import Command, Router
 from services.types import Embedder
 
@@ -171,6 +171,8 @@ class Intent:
 
     name: str
     score: float
+    # Decided by the message's form (a question or not), no exemplar being near enough.
+    by_form: bool = False
 
 
 def looks_like_question(text: str) -> bool:
@@ -226,7 +228,7 @@ class IntentClassifier:
     async def classify(self, text: str, embedder: Embedder | None) -> Intent:
         exemplars = await self._exemplars(embedder) if embedder is not None else None
         if embedder is None or exemplars is None:  # the surface form alone
-            return Intent(QUESTION if looks_like_question(text) else CHAT, 0.0)
+            return Intent(QUESTION if looks_like_question(text) else CHAT, 0.0, by_form=True)
         scores = self._scores(exemplars @ (await embedder.embed([text]))[0])
         cued = {name for name, cue in CUES.items() if name in scores and cue.search(text)}
         for name in cued:
@@ -237,12 +239,21 @@ class IntentClassifier:
         # their verb they need a clearly closer match than a question or chat does.
         needed = self.threshold if best in cued or best not in CUES else ACTION_THRESHOLD
         if scores[best] < needed:
-            return Intent(QUESTION if looks_like_question(text) else CHAT, scores[best])
+            form = QUESTION if looks_like_question(text) else CHAT
+            return Intent(form, scores[best], by_form=True)
         return Intent(best, scores[best])
 
 
 def _command(ctx: Context, name: str) -> Command | None:
     return next((c for c in ctx.router.commands if c.name == name), None)
+
+
+async def _catalog_has_products(ctx: Context) -> bool:
+    recommender = ctx.services.recommendations
+    if recommender is None:
+        return False
+    async with ctx.reading() as session:
+        return len(await recommender.index(session)) > 0
 
 
 def strip_prefix(pattern: re.Pattern[str], text: str) -> str:
@@ -261,10 +272,22 @@ async def route_text(ctx: Context, text: str, intent: Intent) -> str:
         name, prefix = targets[intent.name]
         command = _command(ctx, name)
         args = strip_prefix(prefix, text) if prefix is not None else ""
-        if command is not None and (args or not command.args_required):
+        # Shopping needs a catalog: without one, "I bought it in January, can I return it?"
+        # is a question or chat like any other.
+        shop = name in ("buy", "recommend")
+        if (
+            command is not None
+            and (args or not command.args_required)
+            and (not shop or await _catalog_has_products(ctx))
+        ):
             await command.handler(ctx, args)
             return name
-    elif intent.name == QUESTION and await kb_has_documents(ctx):
+        intent = Intent(QUESTION if looks_like_question(text) else CHAT, 0.0, by_form=True)
+    if (intent.name == QUESTION and await kb_has_documents(ctx)) or (
+        # "yo can i get my money back" reads like chat but is a support question: a message
+        # that is not clearly chat goes to the knowledge base when that knows the answer.
+        intent.name == CHAT and intent.by_form and await kb_knows(ctx, text)
+    ):
         await answer_question(ctx, text)
         return "ask"
     await generate(ctx, ctx.history, text)

@@ -106,6 +106,15 @@ async def kb_has_documents(ctx: Context) -> bool:
         return await ctx.services.kb.size(session) > 0
 
 
+async def kb_knows(ctx: Context, text: str) -> bool:
+    """Whether the knowledge base answers ``text`` (read as it stands) with confidence."""
+    if ctx.services.kb is None:
+        return False
+    async with ctx.reading() as session:
+        hits = await ctx.services.kb.search(session, text, k=1)
+    return bool(hits) and hits[0].confident
+
+
 def handoff_transcript(
     turns: Sequence[Message], *, user_id: int, shared: bool
 ) -> list[dict[str, str]]:

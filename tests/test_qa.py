@@ -224,3 +224,14 @@ async def test_no_database_connection_is_held_while_the_model_answers(
     finally:
         await app.close()
     assert probe.held == [0, 0, 0]
+
+
+async def test_a_support_question_written_as_chat_is_answered_from_the_kb(
+    qa_app: App, fake_text: FakeTextGenerator
+) -> None:
+    # Read as chat by its form (no question word, no "?"), but the documents answer it.
+    (text,) = await say(qa_app, "gift cards expire or not")
+    assert "never expire" in text and "[1] Gift cards — Using a gift card" in text
+    # Chat stays chat, with documents or without.
+    for message in ("hello", "I had a long day", "thanks a lot", "tell me a joke"):
+        assert await say(qa_app, message) == ["Hello from the fake model."], message

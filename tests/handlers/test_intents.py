@@ -100,7 +100,11 @@ async def say(app: App, text: str) -> list[str]:
     return responder.texts
 
 
-async def test_features_are_reached_by_command_name(make, recorded) -> None:  # type: ignore[no-untyped-def]
+async def test_features_are_reached_by_command_name(make, recorded, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    async def stocked(ctx: Context) -> bool:
+        return True
+
+    monkeypatch.setattr(intents, "_catalog_has_products", stocked)
     app = make(router_with(recorded, "image", "buy", "recommend"), FakeTextGenerator())
     try:
         assert await say(app, "please draw me a picture of a red fox") == ["image ran"]
@@ -120,9 +124,11 @@ async def test_features_are_reached_by_command_name(make, recorded) -> None:  # 
 
 async def test_missing_features_fall_back_to_chat(make, recorded) -> None:  # type: ignore[no-untyped-def]
     text = FakeTextGenerator(answer="Chatting instead.")
-    app = make(router_with(recorded), text)
+    app = make(router_with(recorded, "buy"), text)
     try:
         assert await say(app, "draw a lighthouse") == ["Chatting instead."]
+        # Shopping without a catalog: a purchase story is chat (or a question), not /buy.
+        assert await say(app, "I just bought Elden Ring") == ["Chatting instead."]
         # No embeddings-backed KB here: questions are chat too.
         assert await say(app, "How do I reset my password?") == ["Chatting instead."]
     finally:
