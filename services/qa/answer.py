@@ -132,9 +132,10 @@ async def extract(query: Query, hits: Sequence[Hit], *, kb: KnowledgeBase) -> st
         same = [i for i in np.argsort(-scores).tolist() if candidates[i][0] == number]
         near = [i for i in same[:EXTRACT_SENTENCES] if scores[i] >= scores[best] - MARGIN]
         quote = " ".join(candidates[i][1] for i in sorted(near))
+    # The one source quoted is the answer's only source: [1], whatever its rank among the hits.
     return (
-        f"From the knowledge base:\n> {quote} [{number}]\n\n"
-        f"Sources:\n[{number}] {hits[number - 1].source.citation}"
+        f"From the knowledge base:\n> {quote} [1]\n\n"
+        f"Sources:\n[1] {hits[number - 1].source.citation}"
     )
 
 
