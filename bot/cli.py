@@ -125,6 +125,10 @@ async def _chat(settings: Settings) -> int:
 
     app = build_app(settings)
     console = ConsolePlatform(image_dir=settings.data_dir / "images")
+    if console.interactive:
+        from bot.logs import log_to_file
+
+        log_to_file(settings.data_dir / "logs" / "console.log")
     try:
         check_model_device(settings)
         if settings.warm_models:

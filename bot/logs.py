@@ -6,6 +6,7 @@ import logging
 import re
 import sys
 from collections.abc import Iterable
+from pathlib import Path
 
 REDACTED = "[redacted]"
 # Telegram tokens travel inside every Bot API URL; catch them even when not configured here.
@@ -46,3 +47,24 @@ def configure_logging(level: str, secrets: Iterable[str]) -> None:
     # Third-party request logs would repeat URLs (and with them tokens) at INFO.
     for noisy in ("httpx", "httpx2", "httpcore", "aiohttp.access", "openai", "urllib3", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def log_to_file(path: Path) -> None:
+    """Send the log to ``path`` and keep only warnings on the terminal: in an interactive
+    console chat, log lines and model-loading progress bars would break into the conversation."""
+    root = logging.getLogger()
+    ours = [h for h in root.handlers if h.get_name() == "switchboard"]
+    if not ours:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    to_file = logging.FileHandler(path, encoding="utf-8")
+    to_file.setFormatter(ours[0].formatter)
+    for redact in ours[0].filters:
+        to_file.addFilter(redact)
+    root.addHandler(to_file)
+    ours[0].setLevel(logging.WARNING)
+    try:
+        from transformers.utils import logging as transformers_logging
+    except ImportError:
+        return
+    transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]

@@ -10,7 +10,7 @@ import pytest
 
 from bot.cli import main
 from bot.compose import ConfigurationError
-from bot.logs import REDACTED, RedactSecrets, configure_logging
+from bot.logs import REDACTED, RedactSecrets, configure_logging, log_to_file
 from bot.runner import run_platforms
 from bot.settings import Settings, TextProvider
 
@@ -59,6 +59,28 @@ def test_configure_logging_installs_the_filter(capsys: pytest.CaptureFixture[str
     configure_logging("INFO", ["hunter2-secret"])
     logging.getLogger("switchboard.test").warning("token is hunter2-secret")
     assert "hunter2-secret" not in capsys.readouterr().err
+
+
+def test_an_interactive_console_logs_to_a_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    configure_logging("INFO", ["hunter2-secret"])
+    root = logging.getLogger()
+    before = list(root.handlers)
+    try:
+        log_to_file(tmp_path / "logs" / "console.log")
+        log = logging.getLogger("switchboard.test")
+        log.info("loaded a model with hunter2-secret")
+        log.warning("something to see")
+        err = capsys.readouterr().err
+        assert "loaded a model" not in err and "something to see" in err
+        written = (tmp_path / "logs" / "console.log").read_text()
+        assert "loaded a model with [redacted]" in written and "hunter2-secret" not in written
+    finally:
+        for handler in set(root.handlers) - set(before):
+            root.removeHandler(handler)
+            handler.close()
+        configure_logging("INFO", [])
 
 
 def test_cli_help_and_bad_configuration(
