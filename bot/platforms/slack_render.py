@@ -59,7 +59,14 @@ def escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+_LINKABLE = re.compile(r"(?:https?|mailto):", re.I)
+
+
 def _link(url: str, label: str) -> str:
+    if not _LINKABLE.match(url):
+        # Slack reads <!channel|…>, <@U…|…> and <!subteam^…> as pings: a Markdown link from a
+        # user, a document or a model must not become one. Only web and mail links are links.
+        return escape(label)
     # `|` and `>` end Slack's link syntax early, so they are percent-encoded in the URL.
     safe_url = url.replace("|", "%7C").replace(">", "%3E").replace("<", "%3C")
     return f"<{safe_url}|{escape(label)}>" if label != url else f"<{safe_url}>"

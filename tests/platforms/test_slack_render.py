@@ -40,6 +40,11 @@ from tests.conftest import ROOT
         ("[the docs](https://x.io/a?b=1&c=2)", "<https://x.io/a?b=1&c=2|the docs>"),
         ("<https://x.io>", "<https://x.io>"),
         ("**see [docs](https://x.io)**", "*see <https://x.io|docs>*"),
+        ("[write](mailto:a@x.io)", "<mailto:a@x.io|write>"),
+        # Markdown links must not smuggle Slack's pings and mentions in.
+        ("[read this](!channel) now", "read this now"),
+        ("[hi](@U0ADMIN) and [team](!subteam^S1)", "hi and team"),
+        ("<!channel> <!here>", "&lt;!channel&gt; &lt;!here&gt;"),
         ("a < b && c > d", "a &lt; b &amp;&amp; c &gt; d"),
         ("`x **not bold** < y`", "`x **not bold** &lt; y`"),
         ("# Title", "*Title*"),
