@@ -18,6 +18,7 @@ from typing import Any
 
 import aiohttp
 
+from bot.platforms.slack_render import escape
 from storage import handoffs
 from storage.db import SessionFactory, unit_of_work
 from storage.handoffs import HandoffView
@@ -30,7 +31,14 @@ LONGEST_RETRY = 3600.0
 CLAIM_LEASE = timedelta(minutes=5)  # longer than 20 sends that time out
 QUESTION_CHARS = 500
 # Filled in later, when a person answers (bot/handoff_answers.py); not the desk's business.
-ANSWER_FIELDS = ("answer", "answered_by", "answer_attempts", "answer_sent_at", "answer_error")
+ANSWER_FIELDS = (
+    "answer",
+    "answered_by",
+    "answer_attempts",
+    "answer_sent_at",
+    "answer_error",
+    "answer_due_at",
+)
 
 
 async def poll_forever(step: Callable[[], Awaitable[object]], *, every: float, what: str) -> None:
@@ -58,10 +66,10 @@ def webhook_body(handoff: HandoffView) -> dict[str, Any]:
         fields[name] = fields[name].isoformat() if fields[name] is not None else None
     for name in ("attempts", "delivered_at", "error", *ANSWER_FIELDS):
         del fields[name]
-    return {
-        "text": f"🙋 Hand-off #{handoff.id} from {who} ({where}):\n> {question}",
-        "handoff": fields,
-    }
+    # Chat webhooks read <!channel>, <@U…> and <url|label> in ``text`` as pings and links: a
+    # user's question or name must not ping or phish the desk's channel. ``handoff`` stays raw.
+    text = f"🙋 Hand-off #{handoff.id} from {who} ({where}):\n> {question}"
+    return {"text": escape(text), "handoff": fields}
 
 
 class HandoffDesk:

@@ -113,6 +113,15 @@ async def test_the_desk_gets_each_handoff_once_after_its_outage(
     assert "s3cr3t-desk-token" not in caplog.text
 
 
+async def test_a_question_cannot_ping_or_phish_the_desks_channel(app: App, desk: FakeDesk) -> None:
+    await ask(app, "<!channel> pay at <https://evil.example|your invoice>", event="e1")
+    await press(app, "handoff:e1", event="b1")
+    assert await deliver(app, desk.url) == 1
+    [body] = desk.received
+    assert "<" not in body["text"] and "&lt;!channel&gt;" in body["text"]
+    assert body["handoff"]["question"].startswith("<!channel>")  # the record stays as written
+
+
 async def test_a_closed_handoff_is_not_sent_to_the_desk(app: App, desk: FakeDesk) -> None:
     await ask(app, "Where is my parcel?", event="e1")
     await press(app, "handoff:e1", event="b1")
