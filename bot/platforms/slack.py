@@ -21,7 +21,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from bot.platforms.slack_guard import RequestGuard
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
+MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_API_URL = "https://slack.com/api/"
 # One slash command per service; the router answers those it does not have yet.
 SERVICE_COMMANDS = (
@@ -141,6 +142,14 @@ class SlackPlatform:
             if self._stopping.is_set():
                 # Not acked, so Slack delivers it again: to another replica, or after restart.
                 return Response(status_code=503)
+            # The body is read before its signature can be checked: only a bounded one, so
+            # that an unsigned flood cannot take the memory. Slack's payloads are a few
+            # kilobytes and always declare their length (uvicorn reads no more than that).
+            declared = request.headers.get("content-length", "")
+            if not declared.isdigit():
+                return PlainTextResponse("length required", status_code=411)
+            if int(declared) > MAX_BODY_BYTES:
+                return PlainTextResponse("payload too large", status_code=413)
             refusal = guard.check(await request.body(), request.headers)
             if refusal is not None:
                 return refusal

@@ -10,13 +10,14 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 from urllib.parse import urlencode
 
+import aiohttp
 import pytest
 from pydantic import SecretStr
 from sqlalchemy import select
 
 from bot.compose import App, ConfigurationError
 from bot.handoff_answers import AnswerCourier
-from bot.platforms.slack import SERVICE_COMMANDS, SlackPlatform
+from bot.platforms.slack import MAX_BODY_BYTES, SERVICE_COMMANDS, SlackPlatform
 from bot.runner import configured_platforms
 from bot.settings import Settings
 from handlers.context import Context
@@ -377,6 +378,22 @@ async def test_unverified_requests_get_401(
     )
     assert sent.status == 401
     await slack.platform.drain()
+    assert not slack_api.calls
+
+
+async def test_a_huge_or_unsized_body_is_refused_before_it_is_read(
+    slack: SlackHarness, slack_api: FakeSlackApi
+) -> None:
+    # Unsigned floods must not be buffered whole to find out that they are unsigned.
+    huge = b"x" * (MAX_BODY_BYTES + 1)
+    assert (await slack.post(huge, content_type="application/json")).status == 413
+
+    async def chunked() -> AsyncIterator[bytes]:
+        yield b'{"type": "url_verification"}'
+
+    assert slack.url
+    async with aiohttp.ClientSession() as http, http.post(slack.url, data=chunked()) as response:
+        assert response.status == 411
     assert not slack_api.calls
 
 
