@@ -6,6 +6,7 @@ import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -216,7 +217,7 @@ class Settings(BaseSettings):
     @property
     def db_url(self) -> str:
         if self.database_url:
-            return self.database_url
+            return async_driver(self.database_url)
         return f"sqlite+aiosqlite:///{self.data_dir / 'switchboard.db'}"
 
     @property
@@ -238,3 +239,14 @@ class Settings(BaseSettings):
             self.handoff_answer_token,
         ]
         return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+
+
+def async_driver(url: str) -> str:
+    """A PostgreSQL URL as managed databases hand it out (``postgres://``, ``postgresql://``,
+    ``?sslmode=require``), spelt for asyncpg, the driver Switchboard runs on."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in ("postgres", "postgresql"):
+        return url
+    parts = urlsplit(f"postgresql+asyncpg://{rest}")
+    query = [("ssl" if k == "sslmode" else k, v) for k, v in parse_qsl(parts.query)]
+    return urlunsplit(parts._replace(query=urlencode(query)))

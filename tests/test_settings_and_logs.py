@@ -155,3 +155,19 @@ def test_database_trouble_is_one_line_without_the_url(
     err = capsys.readouterr().err
     assert err.startswith("switchboard: cannot reach the database (") and "Traceback" not in err
     assert "pa55word" not in err and "DATABASE_URL" in err
+
+
+@pytest.mark.parametrize(
+    ("given", "used"),
+    [
+        (
+            "postgres://u:p@db:5432/sb?sslmode=require",
+            "postgresql+asyncpg://u:p@db:5432/sb?ssl=require",
+        ),
+        ("postgresql://u:p%40ss@db/sb", "postgresql+asyncpg://u:p%40ss@db/sb"),
+        ("postgresql+asyncpg://u@db/sb", "postgresql+asyncpg://u@db/sb"),
+        ("sqlite+aiosqlite:////srv/sb.db", "sqlite+aiosqlite:////srv/sb.db"),
+    ],
+)
+def test_a_managed_databases_url_is_spelt_for_asyncpg(given: str, used: str) -> None:
+    assert Settings(database_url=given, _env_file=None).db_url == used  # type: ignore[call-arg]
