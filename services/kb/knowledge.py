@@ -36,7 +36,7 @@ from storage.models import Document
 log = logging.getLogger(__name__)
 
 # Part of every content hash: a new chunker re-chunks files that did not change.
-CHUNKER_VERSION = b"chunker-1\n"
+CHUNKER_VERSION = b"chunker-2\n"  # 2: Markdown front matter, text-file headings
 EMBED_BATCH = 256
 
 

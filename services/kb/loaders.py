@@ -76,7 +76,7 @@ def load(path: Path, data: bytes) -> SourceDocument:
     elif kind == "md":
         title, sections = _load_markdown(text)
     else:
-        title, sections = "", [Section("", text)]
+        title, sections = _load_text(text)
     kept = tuple(s for s in sections if s.text.strip())
     return SourceDocument(title or fallback_title, kind, sections=kept)
 
@@ -128,6 +128,49 @@ def _load_markdown(text: str) -> tuple[str, list[Section]]:
         else:
             lines.append(line)
     flush()
+    return title, sections
+
+
+# --- plain text ----------------------------------------------------------------------------
+
+# A short line with no sentence ending, standing after a blank line: a heading in a text file.
+_TEXT_HEADING = re.compile(r"^[A-Z0-9][^.!?,;]{0,58}[^.!?,;\s]:?$")
+_TEXT_HEADING_WORDS = 8
+
+
+def _load_text(text: str) -> tuple[str, list[Section]]:
+    """Plain text has no markup, but support docs are often written as a title line, then
+    short heading lines each opening its paragraphs. Those become the sections (and the first
+    line the title) so that a passage holds one topic and its citation names it."""
+    lines = text.splitlines()
+
+    def heading_at(i: int) -> bool:
+        line = lines[i].strip()
+        return (
+            (i == 0 or not lines[i - 1].strip())
+            and len(line.split()) <= _TEXT_HEADING_WORDS
+            and bool(_TEXT_HEADING.match(line))
+            and i + 1 < len(lines)
+            and bool(lines[i + 1].strip())
+        )
+
+    first = next((i for i, line in enumerate(lines) if line.strip()), None)
+    title = ""
+    if (
+        first is not None
+        and _TEXT_HEADING.match(lines[first].strip())
+        and (first + 1 == len(lines) or not lines[first + 1].strip())
+    ):
+        title, lines = lines[first].strip(), lines[first + 1 :]
+    sections: list[Section] = []
+    heading, body = "", list[str]()
+    for i, line in enumerate(lines):
+        if heading_at(i):
+            sections.append(Section(heading, "\n".join(body)))
+            heading, body = line.strip().rstrip(":"), []
+        else:
+            body.append(line)
+    sections.append(Section(heading, "\n".join(body)))
     return title, sections
 
 
