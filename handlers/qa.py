@@ -174,5 +174,5 @@ def register(router: Router) -> None:
                 user_id=ctx.user.id,
                 event_id=ctx.incoming.event_id,
             )
-            log.warning("handoff requested: conversation %s, event %s", ctx.conversation.id, data)
+            log.info("handoff requested: conversation %s, event %s", ctx.conversation.id, data)
         await ctx.reply(Reply(text=HANDED_OFF if fresh else ALREADY_HANDED_OFF, private=True))
