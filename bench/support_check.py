@@ -1,0 +1,271 @@
+"""End-to-end support conversations against a small shop's docs: are the answers sourced right?
+
+    .venv/bin/python bench/support_check.py [--verbose]
+
+Builds the app as `switchboard chat` does (default local models: the packaged MiniLM
+embeddings, SmolLM2-135M from MODELS_DIR, answers quoted), on a temporary SQLite database,
+ingests bench/data/support/docs with `kb add`'s code, and sends the 72 lines of
+bench/data/support/conversations.csv through the dispatcher in order, as one console user in
+one chat (runs A..K continue one conversation; /reset lines reset its context). Each graded
+reply is judged by the citation under "Sources:" against the hand-written expected one: for an
+answerable question correct, wrong source, refused ("I don't know") or misrouted (a chat
+reply); for one the docs do not answer honest ("I don't know") or unrelated quote; for small
+talk a chat reply. Only the source is checked, not the wording. Caveat: we wrote the
+conversations and the docs, and the product was changed after a first run on them, so this is
+a regression check, not an unbiased estimate of accuracy on real customers' questions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import logging
+import os
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from bot.compose import App, build_app
+from bot.migrate import upgrade
+from bot.platforms.console import to_incoming
+from bot.settings import Settings, TextProvider
+from handlers.middleware import NotStored
+from handlers.types import Button, Reply
+from services.kb.ingest import ingest_paths
+from services.kb.knowledge import Source
+from services.qa.answer import DONT_KNOW
+from storage.db import unit_of_work
+from storage.knowledge import all_chunks
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "bench" / "data" / "support"
+USER = "support-check"
+NOT_GRADED = "command"
+# Where a section is a heading path ("Returns and refunds › Exchanges"), its last heading
+# names it well enough.
+HEADING_JOIN = " › "
+ANSWERABLE = ("correct", "wrong source", "refused", "misrouted")
+UNANSWERABLE = ("honest", "unrelated quote", "chat reply")
+SMALL_TALK = ("chat", "other")
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    run: str
+    message: str
+    expected: str  # "command", "chat", "unknown", or citations joined by " | "
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    line: Line
+    outcome: str
+    got: str  # the reply in short: its citations, "I don't know", or the start of a chat reply
+
+
+@dataclass(slots=True)
+class CollectingResponder:
+    """What one message got back, in order; shown buttons can be pressed by number next."""
+
+    texts: list[str] = field(default_factory=list)
+    shown: list[Button] = field(default_factory=list)
+
+    async def send(self, reply: Reply) -> None:
+        if reply.text:
+            self.texts.append(reply.text.strip())
+        if reply.buttons:
+            self.shown[:] = reply.buttons
+
+    async def stream(self, chunks: AsyncIterator[str], *, buttons: tuple[Button, ...] = ()) -> str:
+        text = "".join([chunk async for chunk in chunks]).strip()
+        if text:
+            self.texts.append(text)
+            if buttons:
+                self.shown[:] = buttons
+        return text
+
+    def typing(self) -> AbstractAsyncContextManager[None]:
+        return nullcontext()
+
+
+def read_lines(path: Path) -> list[Line]:
+    with path.open(newline="", encoding="utf-8") as file:
+        return [Line(r["run"], r["message"], r["expected"].strip()) for r in csv.DictReader(file)]
+
+
+def alternatives(expected: str) -> list[str]:
+    return [part.strip() for part in expected.split(" | ")]
+
+
+def matches(citation: str, wanted: str) -> bool:
+    """``wanted`` is a document title (any section will do) or "Title — Section"."""
+    title, _, section = citation.partition(" — ")
+    if " — " not in wanted:
+        return title == wanted
+    want_title, _, want_section = wanted.partition(" — ")
+    return title == want_title and want_section in (section, section.split(HEADING_JOIN)[-1])
+
+
+def cited(text: str, known: set[str]) -> list[str] | None:
+    """The citations of a knowledge-base answer; None for any other reply. The small chat
+    model sometimes writes a "Source:" footer of its own, so every line must name a real one."""
+    _, found, footer = text.rpartition("\n\nSources:\n")
+    if not found:
+        return None
+    citations = [line.partition("] ")[2] for line in footer.splitlines() if line.startswith("[")]
+    return citations if citations and all(c in known for c in citations) else None
+
+
+def grade(line: Line, texts: Sequence[str], known: set[str]) -> str:
+    answers = [c for t in texts if (c := cited(t, known)) is not None]
+    refused = any(t.startswith(DONT_KNOW) for t in texts)
+    if line.expected == "chat":
+        return "other" if answers or refused else "chat"
+    if line.expected == "unknown":
+        return "unrelated quote" if answers else "honest" if refused else "chat reply"
+    if answers:
+        wanted = alternatives(line.expected)
+        hit = any(matches(c, w) for citations in answers for c in citations for w in wanted)
+        return "correct" if hit else "wrong source"
+    return "refused" if refused else "misrouted"
+
+
+def summary(texts: Sequence[str], known: set[str]) -> str:
+    cites = [c for t in texts for c in cited(t, known) or []]
+    if cites:
+        return "; ".join(cites)
+    if any(t.startswith(DONT_KNOW) for t in texts):
+        return "I don't know"
+    return "chat: " + " ".join(" ".join(texts).split())[:70]
+
+
+def check_expected(lines: Sequence[Line], known: set[str]) -> None:
+    """A typo in the CSV would silently count as a wrong source; refuse to run instead."""
+    for line in lines:
+        if line.expected in (NOT_GRADED, "chat", "unknown"):
+            continue
+        for wanted in alternatives(line.expected):
+            if not any(matches(c, wanted) for c in known):
+                raise SystemExit(f"conversations.csv, run {line.run}: no source {wanted!r}")
+
+
+def settings(data_dir: Path, *, models_dir: Path, device: str, temperature: float) -> Settings:
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        data_dir=data_dir,
+        database_url="",
+        MODELS_DIR=models_dir,
+        model_device=device,
+        model_host_url=None,
+        text_provider=TextProvider.LOCAL,
+        text_fallbacks=[],
+        text_model=None,
+        embedding_model=None,
+        text_model_capable=None,
+        text_temperature=temperature,
+        log_level="WARNING",
+    )
+
+
+async def known_citations(app: App) -> set[str]:
+    async with unit_of_work(app.sessions) as session:
+        chunks = await all_chunks(session)
+    return {Source(c.title, c.section, c.text, c.kind, c.path).citation for c in chunks}
+
+
+async def converse(app: App, lines: Sequence[Line], known: set[str]) -> list[Result]:
+    """Every line in order through the dispatcher, as the console sends it."""
+    shown: list[Button] = []
+    results = []
+    for line in tqdm(lines, unit="msg", file=sys.stderr, leave=False):
+        incoming = to_incoming(line.message, user=USER, pressable=shown)
+        responder = CollectingResponder()
+        try:
+            await app.dispatcher.dispatch(incoming, responder)
+        except NotStored as exc:
+            responder.texts.append(f"(not stored: {exc})")
+        shown[:] = responder.shown  # pressed or passed by, earlier buttons are gone
+        if line.expected != NOT_GRADED:
+            outcome = grade(line, responder.texts, known)
+            results.append(Result(line, outcome, summary(responder.texts, known)))
+    return results
+
+
+async def run(args: argparse.Namespace) -> list[Result]:
+    lines = read_lines(args.conversations)
+    with tempfile.TemporaryDirectory(prefix="switchboard-support-") as tmp:
+        config = settings(
+            Path(tmp), models_dir=args.models_dir, device=args.device, temperature=args.temperature
+        )
+        await asyncio.to_thread(upgrade, config.db_url)
+        app = build_app(config)
+        try:
+            assert app.services.kb is not None, "the knowledge base needs the embeddings"
+            ingested = await ingest_paths(app.services.kb, app.sessions, [args.docs])
+            failed = [r for r in ingested if r.status == "failed"]
+            if failed:
+                raise SystemExit(f"ingest failed: {failed[0].path}: {failed[0].error}")
+            known = await known_citations(app)
+            check_expected(lines, known)
+            return await converse(app, lines, known)
+        finally:
+            await app.close()
+
+
+def report(results: Sequence[Result], *, verbose: bool) -> None:
+    if verbose:
+        for r in results:
+            print(f"{r.line.run}  {r.outcome:<15} {r.line.message}")
+            print(f"   expected {r.line.expected}\n   got      {r.got}")
+        print()
+    counts = Counter(r.outcome for r in results)
+    groups = [
+        ("answerable", ANSWERABLE),
+        ("unanswerable", UNANSWERABLE),
+        ("small talk", SMALL_TALK),
+    ]
+    print(f"{'messages':<14}{'n':>4}  outcomes")
+    for name, outcomes in groups:
+        total = sum(counts[o] for o in outcomes)
+        parts = "  ".join(f"{o} {counts[o]}" for o in outcomes)
+        print(f"{name:<14}{total:>4}  {parts}")
+    good = counts["correct"] + counts["honest"] + counts["chat"]
+    print(f"{'all graded':<14}{len(results):>4}  right {good} ({good / len(results):.1%})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--verbose", action="store_true", help="every graded message")
+    parser.add_argument("--docs", type=Path, default=DATA / "docs")
+    parser.add_argument("--conversations", type=Path, default=DATA / "conversations.csv")
+    parser.add_argument("--models-dir", type=Path, default=ROOT / "var" / "models")
+    parser.add_argument("--device", default="auto", help="MODEL_DEVICE (default: auto)")
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        default=0.0,
+        help="chat replies' temperature; 0 (default) for repeatable runs, the service uses 0.3",
+    )
+    args = parser.parse_args()
+    # Everything is local: a missing model should fail at once, not after hub retries.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    logging.basicConfig(level=logging.WARNING)
+    started = time.perf_counter()
+    results = asyncio.run(run(args))
+    report(results, verbose=args.verbose)
+    print(f"{time.perf_counter() - started:.0f} s, models and ingest included")
+
+
+if __name__ == "__main__":
+    main()
