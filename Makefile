@@ -74,6 +74,7 @@ evaluate: install-dev models
 	$(BIN)/python bench/eval_sentiment.py $(DATA)
 	$(BIN)/python bench/eval_qa.py $(DATA)
 	$(BIN)/switchboard eval recommend $(DATA)
+	$(BIN)/python bench/support_check.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
