@@ -38,7 +38,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 EVENTS_PATH = "/slack/events"
-MAX_BODY_BYTES = 1024 * 1024
+# Slack caps a message at 40,000 characters; with its blocks repeating the text, JSON-escaped,
+# an event stays well under this.
+MAX_BODY_BYTES = 4 * 1024 * 1024
 DEFAULT_API_URL = "https://slack.com/api/"
 # One slash command per service; the router answers those it does not have yet.
 SERVICE_COMMANDS = (
@@ -143,7 +145,7 @@ class SlackPlatform:
                 # Not acked, so Slack delivers it again: to another replica, or after restart.
                 return Response(status_code=503)
             # The body is read before its signature can be checked: only a bounded one, so
-            # that an unsigned flood cannot take the memory. Slack's payloads are a few
+            # that an unsigned flood cannot take the memory. Slack's payloads are mostly a few
             # kilobytes and always declare their length (uvicorn reads no more than that).
             declared = request.headers.get("content-length", "")
             if not declared.isdigit():
