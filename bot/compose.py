@@ -207,7 +207,9 @@ def ordering(engine: AsyncEngine, sessions: SessionFactory, settings: Settings) 
 
 
 def build_app(settings: Settings, *, services: Services | None = None) -> App:
-    engine = create_engine(settings.db_url)
+    engine = create_engine(
+        settings.db_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
+    )
     sessions = session_factory(engine)
     services = services or build_services(settings)
     router = build_router()

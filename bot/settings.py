@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     # Converted offline models; defaults to DATA_DIR/models. Images bake it in elsewhere.
     models_path: Path | None = Field(default=None, alias="MODELS_DIR")
     database_url: str = ""
+    # Connections each process may hold: the pool, plus overflow under a burst.
+    db_pool_size: int = Field(default=10, ge=1)
+    db_max_overflow: int = Field(default=20, ge=0)
     log_level: LogLevel = "INFO"
 
     # Telegram

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bot.cli import main
-from bot.compose import ConfigurationError
+from bot.compose import ConfigurationError, build_app
 from bot.logs import REDACTED, RedactSecrets, configure_logging, log_to_file
 from bot.runner import run_platforms
 from bot.settings import Settings, TextProvider
@@ -171,3 +171,12 @@ def test_database_trouble_is_one_line_without_the_url(
 )
 def test_a_managed_databases_url_is_spelt_for_asyncpg(given: str, used: str) -> None:
     assert Settings(database_url=given, _env_file=None).db_url == used  # type: ignore[call-arg]
+
+
+async def test_the_connection_pool_is_sized_by_the_settings(migrated: Settings) -> None:
+    app = build_app(migrated.model_copy(update={"db_pool_size": 3, "db_max_overflow": 1}))
+    try:
+        pool = app.engine.pool
+        assert (pool.size(), pool._max_overflow) == (3, 1)  # type: ignore[attr-defined]
+    finally:
+        await app.close()
