@@ -113,7 +113,7 @@ def _upgrade(settings: Settings, revision: str = "head", *, down: bool = False) 
             "the server is up"
         ) from None
     except DBAPIError as exc:
-        reason = str(exc.orig).splitlines()[0] if exc.orig else type(exc).__name__
+        reason = (str(exc.orig or "").splitlines() or [type(exc).__name__])[0]
         raise ConfigurationError(f"database error while migrating: {reason}") from None
 
 

@@ -242,8 +242,8 @@ async def _warm_each(models: Sequence[object]) -> list[Warmed]:
             await model.warm()
         except Exception as exc:
             log.error("could not load %s (it will fail until it can): %r", name, exc)
-            error = str(getattr(exc, "detail", "") or exc).splitlines()[0][:200]
-            results.append(Warmed(name, time.perf_counter() - started, error or repr(exc)))
+            first = (str(getattr(exc, "detail", "") or exc).splitlines() or [repr(exc)])[0]
+            results.append(Warmed(name, time.perf_counter() - started, first[:200]))
             continue
         seconds = time.perf_counter() - started
         log.info("loaded %s in %.1fs", name, seconds)

@@ -207,16 +207,15 @@ class TelegramPlatform:
         backoff = 1.0
         timeout = self._config.poll_timeout
         while True:
+            poll = partial(
+                self._bot.get_updates,
+                offset=offset,
+                timeout=timeout,
+                allowed_updates=ALLOWED_UPDATES,
+                request_timeout=timeout + 10,
+            )
             try:
-                updates = await self._bot.get_updates(
-                    offset=offset,
-                    timeout=timeout,
-                    allowed_updates=ALLOWED_UPDATES,
-                    request_timeout=timeout + 10,
-                )
-            except TelegramRetryAfter as exc:
-                await asyncio.sleep(exc.retry_after)
-                continue
+                updates = await _retrying("getUpdates", poll)
             except ClientDecodeError as exc:
                 # One update aiogram cannot read (from a self-hosted Bot API server or a proxy)
                 # fails the whole batch; it must neither stop the bot nor block those behind it.
@@ -227,13 +226,6 @@ class TelegramPlatform:
                     backoff = min(backoff * 2, _MAX_BACKOFF)
                     continue
                 offset = past
-            except (TelegramNetworkError, TelegramServerError, TelegramConflictError) as exc:
-                # A conflict: another process polls this bot (a rolling deploy's old replica)
-                # or a webhook is still set; it passes, or the log says what to fix.
-                log.warning("getUpdates failed (%s); retrying in %.0fs", exc.message, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, _MAX_BACKOFF)
-                continue
             backoff = 1.0
             for update in updates:
                 # The next getUpdates confirms everything below offset.
@@ -332,8 +324,8 @@ class TelegramPlatform:
 
 
 async def _retrying(method: str, call: Callable[[], Awaitable[_T]]) -> _T:
-    """``call()``, tried again with the poller's backoff while the Bot API is unreachable or
-    failing: a bot started during an outage waits for Telegram instead of stopping the other
+    """``call()``, tried again with a doubling pause while the Bot API is unreachable or failing:
+    a bot started, or polling, during an outage waits for Telegram instead of stopping the other
     platforms with it."""
     backoff = 1.0
     while True:
@@ -342,7 +334,9 @@ async def _retrying(method: str, call: Callable[[], Awaitable[_T]]) -> _T:
         except TelegramRetryAfter as exc:
             log.warning("%s rate-limited; retrying in %ss", method, exc.retry_after)
             await asyncio.sleep(exc.retry_after)
-        except (TelegramNetworkError, TelegramServerError) as exc:
+        except (TelegramNetworkError, TelegramServerError, TelegramConflictError) as exc:
+            # A conflict: another process polls this bot (a rolling deploy's old replica) or a
+            # webhook is still set; it passes, or the log says what to fix.
             if isinstance(exc.__cause__, InvalidURL):
                 raise  # TELEGRAM_API_URL: no wait makes it right
             log.warning("%s failed (%s); retrying in %.0fs", method, exc.message, backoff)
