@@ -22,14 +22,16 @@ import asyncio
 import csv
 import logging
 import os
+import re
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from tqdm import tqdm
 
@@ -42,6 +44,7 @@ from handlers.types import Button, Reply
 from services.kb.ingest import ingest_paths
 from services.kb.knowledge import Source
 from services.qa.answer import DONT_KNOW
+from services.qa.standalone import is_follow_up
 from storage.db import unit_of_work
 from storage.knowledge import all_chunks
 
@@ -49,6 +52,9 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "bench" / "data" / "support"
 USER = "support-check"
 NOT_GRADED = "command"
+T = TypeVar("T")
+
+COMMAND = re.compile(r"^/ask\s+")
 # Where a section is a heading path ("Returns and refunds › Exchanges"), its last heading
 # names it well enough.
 HEADING_JOIN = " › "
@@ -157,7 +163,14 @@ def check_expected(lines: Sequence[Line], known: set[str]) -> None:
                 raise SystemExit(f"conversations.csv, run {line.run}: no source {wanted!r}")
 
 
-def settings(data_dir: Path, *, models_dir: Path, device: str, temperature: float) -> Settings:
+def settings(
+    data_dir: Path,
+    *,
+    models_dir: Path,
+    device: str,
+    temperature: float,
+    embedding_model: str | None = None,
+) -> Settings:
     return Settings(
         _env_file=None,  # type: ignore[call-arg]
         data_dir=data_dir,
@@ -168,7 +181,7 @@ def settings(data_dir: Path, *, models_dir: Path, device: str, temperature: floa
         text_provider=TextProvider.LOCAL,
         text_fallbacks=[],
         text_model=None,
-        embedding_model=None,
+        embedding_model=embedding_model,
         text_model_capable=None,
         text_temperature=temperature,
         log_level="WARNING",
@@ -199,11 +212,17 @@ async def converse(app: App, lines: Sequence[Line], known: set[str]) -> list[Res
     return results
 
 
-async def run(args: argparse.Namespace) -> list[Result]:
-    lines = read_lines(args.conversations)
+async def with_app(
+    args: argparse.Namespace, lines: Sequence[Line], use: Callable[[App, set[str]], Awaitable[T]]
+) -> T:
+    """``use`` the app, built on a temporary database with the docs ingested."""
     with tempfile.TemporaryDirectory(prefix="switchboard-support-") as tmp:
         config = settings(
-            Path(tmp), models_dir=args.models_dir, device=args.device, temperature=args.temperature
+            Path(tmp),
+            models_dir=args.models_dir,
+            device=args.device,
+            temperature=args.temperature,
+            embedding_model=args.embedding_model,
         )
         await asyncio.to_thread(upgrade, config.db_url)
         app = build_app(config)
@@ -215,9 +234,85 @@ async def run(args: argparse.Namespace) -> list[Result]:
                 raise SystemExit(f"ingest failed: {failed[0].path}: {failed[0].error}")
             known = await known_citations(app)
             check_expected(lines, known)
-            return await converse(app, lines, known)
+            return await use(app, known)
         finally:
             await app.close()
+
+
+async def run(args: argparse.Namespace) -> list[Result]:
+    lines = read_lines(args.conversations)
+    return await with_app(args, lines, lambda app, known: converse(app, lines, known))
+
+
+# --- calibration -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Searched:
+    """A dev question and what the search found: (kind, citation, confidence, confident)."""
+
+    line: Line
+    hits: list[tuple[str, str, float, bool]]
+
+
+def calibration_lines(conversations: Path, questions: Path) -> list[Line]:
+    """The dev set's standalone questions: a follow-up is only right in its conversation."""
+    lines = [
+        Line(line.run, COMMAND.sub("", line.message), line.expected)
+        for line in read_lines(conversations)
+        if line.expected not in (NOT_GRADED, "chat") and not is_follow_up(line.message)
+    ]
+    with questions.open(newline="", encoding="utf-8") as file:
+        lines += [Line("dev", r["question"], r["expected"].strip()) for r in csv.DictReader(file)]
+    return lines
+
+
+async def search_all(app: App, lines: Sequence[Line]) -> list[Searched]:
+    kb = app.services.kb
+    assert kb is not None
+    out = []
+    for line in lines:
+        async with unit_of_work(app.sessions) as session:
+            hits = await kb.search(session, line.message, k=app.services.qa.top_k)
+        found = [(h.source.kind, h.source.citation, h.confidence, h.confident) for h in hits]
+        out.append(Searched(line, found))
+    return out
+
+
+def outcome_at(searched: Searched, threshold: float) -> str:
+    """What /ask's answer would be with ``threshold`` for passages: the best-ranked hit above
+    its threshold is the one quoted."""
+    used = [
+        citation
+        for kind, citation, confidence, confident in searched.hits
+        if (confident if kind == "faq" else confidence >= threshold)
+    ]
+    if searched.line.expected == "unknown":
+        return "unrelated quote" if used else "honest"
+    if not used:
+        return "refused"
+    wanted = alternatives(searched.line.expected)
+    return "correct" if any(matches(used[0], w) for w in wanted) else "wrong source"
+
+
+def calibrate(searched: Sequence[Searched]) -> float:
+    """The passage threshold that gets the most dev questions right (the lowest of a tie, as
+    a quoted weak match shows its source), with the table around it."""
+    grid = [round(0.01 * i, 2) for i in range(-20, 101)]
+    counts = [Counter(outcome_at(s, t) for s in searched) for t in grid]
+    right = [c["correct"] + c["honest"] for c in counts]
+    best = right.index(max(right))
+    unknown = sum(s.line.expected == "unknown" for s in searched)
+    print(f"{len(searched)} dev questions, {unknown} unanswerable")
+    print(f"{'threshold':>9}  right  correct  wrong  refused  honest  unrelated")
+    for i in range(max(0, best - 20), min(len(grid), best + 21), 5):
+        c = counts[i]
+        print(
+            f"{grid[i]:>9.2f}  {right[i]:>5}  {c['correct']:>7}  {c['wrong source']:>5}  "
+            f"{c['refused']:>7}  {c['honest']:>6}  {c['unrelated quote']:>9}"
+            + ("   <- best" if i == best else "")
+        )
+    return grid[best]
 
 
 def report(results: Sequence[Result], *, verbose: bool) -> None:
@@ -246,9 +341,21 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--verbose", action="store_true", help="every graded message")
+    parser.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="choose the passage answer threshold on the dev set instead (see above)",
+    )
+    parser.add_argument(
+        "--questions",
+        type=Path,
+        default=DATA / "dev_questions.csv",
+        help="with --calibrate: standalone dev questions besides the conversations",
+    )
     parser.add_argument("--docs", type=Path, default=DATA / "docs")
     parser.add_argument("--conversations", type=Path, default=DATA / "conversations.csv")
     parser.add_argument("--models-dir", type=Path, default=ROOT / "var" / "models")
+    parser.add_argument("--embedding-model", help="EMBEDDING_MODEL (default: the packaged MiniLM)")
     parser.add_argument("--device", default="auto", help="MODEL_DEVICE (default: auto)")
     parser.add_argument(
         "--temperature",
@@ -262,6 +369,12 @@ def main() -> None:
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     logging.basicConfig(level=logging.WARNING)
     started = time.perf_counter()
+    if args.calibrate:
+        lines = calibration_lines(args.conversations, args.questions)
+        searched = asyncio.run(with_app(args, lines, lambda app, _: search_all(app, lines)))
+        print(f"PASSAGE_THRESHOLD = {calibrate(searched):.2f}")
+        print(f"{time.perf_counter() - started:.0f} s")
+        return
     results = asyncio.run(run(args))
     report(results, verbose=args.verbose)
     print(f"{time.perf_counter() - started:.0f} s, models and ingest included")

@@ -111,8 +111,8 @@ async def kb_knows(ctx: Context, text: str) -> bool:
     if ctx.services.kb is None:
         return False
     async with ctx.reading() as session:
-        hits = await ctx.services.kb.search(session, text, k=1)
-    return bool(hits) and hits[0].confident
+        hits = await ctx.services.kb.search(session, text, k=ctx.services.qa.top_k)
+    return any(hit.confident for hit in hits)
 
 
 def handoff_transcript(

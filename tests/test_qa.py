@@ -111,10 +111,10 @@ async def say(app: App, text: str, *, chat: str = "c1") -> list[str]:
 async def test_third_question_needs_the_first_two(
     qa_app: App, fake_text: FakeTextGenerator
 ) -> None:
-    first = await say(qa_app, "What plans do you offer?")
+    first = await say(qa_app, "What do I get with the Basic plan?")
     second = await say(qa_app, "Which one includes phone support?")
     third = await say(qa_app, "How much does it cost?")
-    assert "Plans and pricing" in first[0]
+    assert "[1] Plans and pricing — Plans › Basic plan" in first[0]
     assert "phone support" in second[0] and "Premium plan" in second[0]
     assert "$15 per month" in third[0]
     assert "[1] Plans and pricing — Plans › Premium plan" in third[0]
@@ -131,6 +131,71 @@ async def test_unanswerable_question_says_so_and_offers_a_person(qa_app: App) ->
     async with unit_of_work(qa_app.sessions) as session:
         kinds = (await session.scalars(select(Message.kind))).all()
     assert "handoff" in kinds
+
+
+SHOP = {
+    "shipping.md": """# Shipping
+
+Lumo Home ships smart lamps and accessories from our warehouse in Rotterdam.
+
+## Where we ship
+
+We ship to all countries in the European Union, the United Kingdom, Norway and Switzerland.
+Orders to the UK, Norway and Switzerland may be charged import VAT by the carrier on delivery.
+""",
+    "warranty.md": """# Warranty
+
+## What the warranty covers
+
+Every Lumo lamp has a two-year manufacturer warranty from the date of delivery. It covers
+defects in materials and workmanship, such as flickering LEDs.
+
+## Bulbs
+
+Replaceable LED bulbs are covered for one year, not two.
+""",
+    "faq.csv": 'question,answer\nHow long is the warranty?,"Two years from delivery."\n',
+}
+
+
+@pytest.fixture
+async def shop_app(
+    migrated: Settings, fake_text: FakeTextGenerator, minilm: LocalEmbedder, tmp_path: Path
+) -> AsyncIterator[App]:
+    for name, text in SHOP.items():
+        (tmp_path / name).write_text(text)
+    app = make_app(migrated, fake_text, minilm)
+    assert app.services.kb is not None
+    await ingest_paths(app.services.kb, app.sessions, [tmp_path])
+    yield app
+    await app.close()
+
+
+@pytest.mark.parametrize(
+    "question",
+    ["Do you have a physical store in Amsterdam?", "Can I pick up my order at the warehouse?"],
+)
+async def test_a_passage_on_the_topic_without_the_answer_is_not_quoted(
+    shop_app: App, question: str
+) -> None:
+    # The shipping passages are about where orders go, from Rotterdam: close to these questions
+    # as a whole, but no sentence of theirs answers them.
+    assert await say(shop_app, f"/ask {question}") == [DONT_KNOW]
+
+
+@pytest.mark.parametrize(
+    ("question", "source"),
+    [
+        ("Do you ship to Norway?", "Shipping — Where we ship"),
+        ("is a flickering lamp covered by the warranty", "Warranty — What the warranty covers"),
+        ("Are the bulbs covered by the warranty too?", "Warranty — Bulbs"),
+    ],
+)
+async def test_a_passage_that_holds_the_answer_is_quoted(
+    shop_app: App, question: str, source: str
+) -> None:
+    (text,) = await say(shop_app, f"/ask {question}")
+    assert text.endswith(f"Sources:\n[1] {source}")
 
 
 async def test_faq_answer_is_quoted_with_its_citation(qa_app: App) -> None:

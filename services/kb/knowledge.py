@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -21,11 +21,12 @@ import numpy as np
 from numpy.typing import NDArray
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.kb.chunking import ChunkDraft, chunk_document
+from services.kb.chunking import ChunkDraft, chunk_document, split_sentences
 from services.kb.loaders import UnsupportedDocument, load
 from services.kb.retrieval import (
     FAQ_THRESHOLD,
     PASSAGE_THRESHOLD,
+    SENTENCE_WEIGHT,
     RetrievalConfig,
     Retriever,
 )
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 # Part of every content hash: a new chunker re-chunks files that did not change.
 CHUNKER_VERSION = b"chunker-2\n"  # 2: Markdown front matter, text-file headings
 EMBED_BATCH = 256
+# Sentence vectors of recently retrieved chunks, kept per index: a few MB at MiniLM's size.
+SENTENCE_CACHE = 2048
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,12 +61,18 @@ class Source:
 
 @dataclass(frozen=True, slots=True)
 class Hit:
-    """One search result: a source, how close it is, and whether that is close enough."""
+    """One search result: a source, how close it is, and whether that is close enough.
+
+    ``confidence`` is what the calibrated threshold of its kind judges: an FAQ row's match
+    confidence, or a passage's plus how well its best sentence matches. ``score`` orders the
+    hits: the confidence, plus the best sentence for an FAQ row too (its answer's sentences),
+    so a passage that holds the answer outranks an FAQ question that only sounds alike."""
 
     source: Source
     similarity: float
     confidence: float
     confident: bool  # above the calibrated threshold for its kind of chunk
+    score: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +93,8 @@ class _Index:
     retriever: Retriever
     sources: list[Source]
     dim: int
+    # row -> its sentences' vectors, least recently used first
+    sentences: OrderedDict[int, NDArray[np.float32]] = field(default_factory=OrderedDict)
 
 
 def calibrated_threshold(embedder: Embedder, kind: str) -> float:
@@ -102,6 +113,11 @@ def embedding_model(embedder: Embedder) -> str:
     `kb add` on the model server's machine serves bots that use MODEL_HOST_URL."""
     where, _, model = embedder.name.partition(":")
     return model if where in ("local", "openai") and model else embedder.name
+
+
+def _unit(vector: NDArray[np.float32]) -> NDArray[np.float32]:
+    normalised: NDArray[np.float32] = (vector / (np.linalg.norm(vector) or 1.0)).astype(np.float32)
+    return normalised
 
 
 def content_hash(data: bytes) -> str:
@@ -220,7 +236,8 @@ class KnowledgeBase:
         index = await self._current(session)
         if not index.sources or not query.strip():
             return []
-        vector = await self.query_vector(query, context=context, weight=context_weight)
+        vectors = await self.embedder.embed([query, context] if context else [query])
+        vector = _unit(vectors[0] + context_weight * vectors[1:].sum(axis=0))
         if vector.shape[0] != index.dim:
             log.error(
                 "the KB was embedded with %d dimensions, the embedder gives %d: re-add it",
@@ -230,24 +247,58 @@ class KnowledgeBase:
             return []
         text = f"{context} {query}" if context else query
         groups = index.retriever.search(vector, [text], k=k)[0]
+        # Which sentence answers is a question of the message itself: the context found the
+        # topic, but "is that covered?" is answered by a sentence about cover.
+        best_sentences = await self._best_sentences(
+            index, [g.row for g in groups], _unit(vectors[0])
+        )
         hits = []
-        for group in groups:
+        for group, sentence in zip(groups, best_sentences, strict=True):
             source = index.sources[group.row]
             threshold = self.thresholds.get(source.kind, self.thresholds["passage"])
-            confidence = group.faq_confidence if source.kind == "faq" else group.confidence
-            hits.append(Hit(source, group.similarity, confidence, confidence >= threshold))
-        return hits
+            if source.kind == "faq":
+                confidence = group.faq_confidence
+            else:
+                confidence = group.confidence + SENTENCE_WEIGHT * sentence
+            score = (
+                group.confidence + SENTENCE_WEIGHT * sentence
+                if source.kind == "faq"
+                else confidence
+            )
+            hits.append(Hit(source, group.similarity, confidence, confidence >= threshold, score))
+        return sorted(hits, key=lambda hit: -hit.score)
+
+    async def _best_sentences(
+        self, index: _Index, rows: Sequence[int], query: NDArray[np.float32]
+    ) -> list[float]:
+        """For each row, the best cosine between ``query`` and one of its sentences."""
+        cache = index.sentences
+        missing = [row for row in dict.fromkeys(rows) if row not in cache]
+        pieces = {
+            row: split_sentences(index.sources[row].text) or [index.sources[row].text]
+            for row in missing
+        }
+        if missing:
+            flat = [sentence for row in missing for sentence in pieces[row]]
+            vectors = await self.embedder.embed(flat)
+            start = 0
+            for row in missing:
+                cache[row] = vectors[start : start + len(pieces[row])]
+                start += len(pieces[row])
+        best = []
+        for row in rows:
+            cache.move_to_end(row)
+            best.append(float((cache[row] @ query).max()))
+        while len(cache) > SENTENCE_CACHE:
+            cache.popitem(last=False)
+        return best
 
     async def query_vector(
         self, query: str, *, context: str = "", weight: float = 1.0
     ) -> NDArray[np.float32]:
         """The query's unit vector; a context's embedding is added, scaled by ``weight``."""
         vectors = await self.embedder.embed([query, context] if context else [query])
-        vector = vectors[0] + weight * vectors[1:].sum(axis=0)
-        normalised: NDArray[np.float32] = (vector / (np.linalg.norm(vector) or 1.0)).astype(
-            np.float32
-        )
-        return normalised
+        return _unit(vectors[0] + weight * vectors[1:].sum(axis=0))
 
     async def _current(self, session: AsyncSession) -> _Index:
         version = await repo.kb_version(session)

@@ -34,16 +34,18 @@ from services.kb.index import DenseIndex, LexicalIndex, top_k
 # How close rows of a group of one are assumed to be to their siblings: about the median of
 # the multi-row groups of the training sets (banking77, HINT3).
 TYPICAL_DEFAULT = 0.8
-# Calibrated answer thresholds on ``confidence``, for the plain MiniLM, from
-# `python bench/eval_qa.py` (training and dev splits only): FAQ-style matches by
-# cross-validation on the HINT3 train sets with held-out intents as out-of-scope and held-out
-# rows, without their near-duplicates, as in-scope, as written and as typed in a chat (see
-# services/kb/calibration.py; the ``minilm-intents`` embedder ships its own); passages on
-# SubjQA electronics dev (question vs review sentences), whose accuracy curve is flat, so the
-# lowest threshold within a point of the best is kept: a quoted passage shows its source,
-# which makes a weak match cheaper than a refusal.
+# Calibrated answer thresholds, for the plain MiniLM (the ``minilm-intents`` embedder ships its
+# own). FAQ-style matches, on ``faq_confidence``: by cross-validation on the HINT3 train sets
+# with held-out intents as out-of-scope and held-out rows, without their near-duplicates, as
+# in-scope, as written and as typed in a chat (`python bench/eval_qa.py`, see
+# services/kb/calibration.py). Passages, on ``confidence`` plus SENTENCE_WEIGHT times the best
+# cosine between the question and one of the passage's sentences: on the support dev set
+# (`python bench/support_check.py --calibrate`: a shop's documents with answerable and
+# unanswerable questions). A passage on the right topic that does not hold the answer matches as
+# a whole about as well as one that does; its best single sentence tells them apart.
 FAQ_THRESHOLD = 0.305
-PASSAGE_THRESHOLD = -0.067
+PASSAGE_THRESHOLD = 0.37
+SENTENCE_WEIGHT = 0.75
 MARGIN_GROUPS = 5  # the margin of a group is over the best of the other top groups
 
 
