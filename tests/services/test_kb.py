@@ -15,7 +15,7 @@ from bot.settings import Settings
 from services.kb.chunking import chunk_section
 from services.kb.index import LexicalIndex
 from services.kb.ingest import ingest_paths
-from services.kb.knowledge import KnowledgeBase, embedding_model
+from services.kb.knowledge import Hit, KnowledgeBase, Source, _merged, embedding_model
 from services.kb.retrieval import Retriever
 from storage import knowledge as repo
 from storage.db import SessionFactory, create_engine, session_factory, unit_of_work
@@ -279,3 +279,17 @@ async def test_models_of_one_size_never_mix_and_unrecorded_ones_are_recorded_on_
 )
 def test_documents_record_the_model_not_where_it_runs(name: str, model: str) -> None:
     assert embedding_model(HashingEmbedder(name=name)) == model
+
+
+def test_passages_are_ranked_by_score_and_faq_rows_keep_the_vote_order() -> None:
+    def hit(kind: str, name: str, score: float) -> Hit:
+        return Hit(Source("doc", name, "text", kind, "/doc"), 0.5, score, True, score)
+
+    # The retriever's order: FAQ rows by vote (b outvoted a despite its lower score).
+    hits = [
+        hit("faq", "b", 0.6),
+        hit("passage", "p1", 0.5),
+        hit("faq", "a", 0.9),
+        hit("passage", "p2", 0.7),
+    ]
+    assert [h.source.section for h in _merged(hits)] == ["p2", "b", "a", "p1"]
