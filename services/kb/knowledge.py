@@ -267,16 +267,11 @@ class KnowledgeBase:
         for group, sentence in zip(groups, best_sentences, strict=True):
             source = index.sources[group.row]
             threshold = self.thresholds.get(source.kind, self.thresholds["passage"])
-            if source.kind == "faq":
-                confidence = group.faq_confidence
-            else:
-                confidence = group.confidence + SENTENCE_WEIGHT * sentence
-            score = (
-                group.confidence + SENTENCE_WEIGHT * sentence
-                if source.kind == "faq"
-                else confidence
+            supported = group.confidence + SENTENCE_WEIGHT * sentence
+            confidence = group.faq_confidence if source.kind == "faq" else supported
+            hits.append(
+                Hit(source, group.similarity, confidence, confidence >= threshold, supported)
             )
-            hits.append(Hit(source, group.similarity, confidence, confidence >= threshold, score))
         return _merged(hits)
 
     async def _best_sentences(
@@ -284,25 +279,27 @@ class KnowledgeBase:
     ) -> list[float]:
         """For each row, the best cosine between ``query`` and one of its sentences."""
         cache = index.sentences
-        missing = [row for row in dict.fromkeys(rows) if row not in cache]
-        pieces = {
-            row: split_sentences(index.sources[row].text) or [index.sources[row].text]
-            for row in missing
-        }
+        # Copied out before the await: another search may evict rows meanwhile.
+        found = {row: cache[row] for row in dict.fromkeys(rows) if row in cache}
+        missing = [row for row in dict.fromkeys(rows) if row not in found]
         if missing:
-            flat = [sentence for row in missing for sentence in pieces[row]]
-            vectors = await self.embedder.embed(flat)
+            pieces = [
+                split_sentences(index.sources[row].text) or [index.sources[row].text]
+                for row in missing
+            ]
+            vectors = await self.embedder.embed(
+                [sentence for piece in pieces for sentence in piece]
+            )
             start = 0
-            for row in missing:
-                cache[row] = vectors[start : start + len(pieces[row])]
-                start += len(pieces[row])
-        best = []
-        for row in rows:
+            for row, piece in zip(missing, pieces, strict=True):
+                found[row] = vectors[start : start + len(piece)]
+                start += len(piece)
+        for row, matrix in found.items():
+            cache[row] = matrix
             cache.move_to_end(row)
-            best.append(float((cache[row] @ query).max()))
         while len(cache) > SENTENCE_CACHE:
             cache.popitem(last=False)
-        return best
+        return [float((found[row] @ query).max()) for row in rows]
 
     async def query_vector(
         self, query: str, *, context: str = "", weight: float = 1.0

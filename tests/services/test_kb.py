@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
+from numpy.typing import NDArray
 from sqlalchemy import select, update
 
 from bot.settings import Settings
+from services.kb import knowledge
 from services.kb.chunking import chunk_section
 from services.kb.index import LexicalIndex
 from services.kb.ingest import ingest_paths
@@ -293,3 +295,30 @@ def test_passages_are_ranked_by_score_and_faq_rows_keep_the_vote_order() -> None
         hit("passage", "p2", 0.7),
     ]
     assert [h.source.section for h in _merged(hits)] == ["p2", "b", "a", "p1"]
+
+
+async def test_sentence_vectors_are_cached_within_a_bound_and_searches_overlap_safely(
+    sessions: SessionFactory, docs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kb = KnowledgeBase(HashingEmbedder())
+    await ingest_paths(kb, sessions, [docs])
+    questions = ["refund timing", "express delivery", "opening hours", "warranty", "password"]
+    async with unit_of_work(sessions) as session:
+        expected = [[h.score for h in await kb.search(session, q)] for q in questions]
+    monkeypatch.setattr(knowledge, "SENTENCE_CACHE", 2)
+
+    class Slow(HashingEmbedder):
+        async def embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
+            await asyncio.sleep(0.001)  # other searches run meanwhile, as with a real model
+            return await super().embed(texts)
+
+    kb = KnowledgeBase(Slow())
+    async with unit_of_work(sessions) as session:
+        await kb.size(session)  # the index, built once before the searches race
+
+        async def scores(question: str) -> list[float]:
+            return [h.score for h in await kb.search(session, question)]
+
+        got = await asyncio.gather(*(scores(q) for q in questions * 3))
+    assert got == expected * 3
+    assert kb._index is not None and len(kb._index.sentences) == 2
