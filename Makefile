@@ -75,6 +75,8 @@ evaluate: install-dev models
 	$(BIN)/python bench/eval_qa.py $(DATA)
 	$(BIN)/switchboard eval recommend $(DATA)
 	$(BIN)/python bench/support_check.py
+	$(BIN)/python bench/support_check.py --docs bench/data/support-heldout/docs \
+		--conversations bench/data/support-heldout/conversations.csv
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
