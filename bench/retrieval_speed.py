@@ -7,7 +7,8 @@ matrix-vector product over all chunks, BM25 over the query terms' postings, and 
 vote. Baseline: the same dense scores computed the unbatched way, one Python-level dot product
 per chunk, then a full sort. Chunks are 384-dimensional unit vectors (MiniLM's size) with
 Zipf-distributed 60-word texts, so BM25 postings are as long as in real prose. With --minilm
-the packaged MiniLM also embeds each query first, the full path of a question.
+the packaged MiniLM also embeds each query first, the full path of a question, and then, as
+/ask does before answering, the sentences of the 4 hits (uncached: the worst case).
 """
 
 from __future__ import annotations
@@ -102,7 +103,26 @@ def main() -> int:
             vector = loop.run_until_complete(embedder.embed([text]))[0]
             return retriever.search(vector, [text], k=4)
 
+        def judged(i: int) -> object:
+            # /ask then embeds the hits' sentences to judge them (services/kb/knowledge.py),
+            # cached per chunk; timed here uncached, the worst case: 4 hits of 6 sentences.
+            text = query_texts[i % 1000]
+            vector = loop.run_until_complete(embedder.embed([text]))[0]
+            hits = retriever.search(vector, [text], k=4)[0]
+            sentences = []
+            for hit in hits:
+                words = texts[hit.row].split()
+                sentences += [" ".join(words[j : j + 10]) + "." for j in range(0, len(words), 10)]
+            return (loop.run_until_complete(embedder.embed(sentences)) @ vector).max()
+
         rows.insert(1, ("MiniLM query embedding + hybrid search", timed(full, args.queries // 3)))
+        rows.insert(
+            2,
+            (
+                "the same + judging the hits' sentences, uncached (24 sentences)",
+                timed(judged, args.queries // 3),
+            ),
+        )
 
     print(f"`python bench/retrieval_speed.py {shlex.join(sys.argv[1:])}`\n")
     print(f"{args.chunks:,} chunks × {DIM} dims; index build (incl. BM25) {build:.1f} s\n")

@@ -13,7 +13,7 @@ import hashlib
 import logging
 from collections import Counter, OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 # Part of every content hash: a new chunker re-chunks files that did not change.
 CHUNKER_VERSION = b"chunker-2\n"  # 2: Markdown front matter, text-file headings
 EMBED_BATCH = 256
-# Sentence vectors of recently retrieved chunks, kept per index: a few MB at MiniLM's size.
+# Sentence vectors of recently retrieved sources: a few MB at MiniLM's size.
 SENTENCE_CACHE = 2048
 
 
@@ -93,8 +93,6 @@ class _Index:
     retriever: Retriever
     sources: list[Source]
     dim: int
-    # row -> its sentences' vectors, least recently used first
-    sentences: OrderedDict[int, NDArray[np.float32]] = field(default_factory=OrderedDict)
 
 
 def calibrated_threshold(embedder: Embedder, kind: str) -> float:
@@ -113,6 +111,12 @@ def embedding_model(embedder: Embedder) -> str:
     `kb add` on the model server's machine serves bots that use MODEL_HOST_URL."""
     where, _, model = embedder.name.partition(":")
     return model if where in ("local", "openai") and model else embedder.name
+
+
+def sentences_of(source: Source) -> list[str]:
+    """A source's text (a passage, or an FAQ row's answer) as sentences, as they are judged and
+    quoted."""
+    return split_sentences(source.text) or [source.text]
 
 
 def _merged(hits: Sequence[Hit]) -> list[Hit]:
@@ -169,6 +173,8 @@ class KnowledgeBase:
         }
         self._index: _Index | None = None
         self._lock = asyncio.Lock()
+        # A source's sentence vectors, least recently used first.
+        self._sentences: OrderedDict[Source, NDArray[np.float32]] = OrderedDict()
 
     # --- ingestion -----------------------------------------------------------------------
 
@@ -260,9 +266,11 @@ class KnowledgeBase:
         groups = index.retriever.search(vector, [text], k=k)[0]
         # Which sentence answers is a question of the message itself: the context found the
         # topic, but "is that covered?" is answered by a sentence about cover.
-        best_sentences = await self._best_sentences(
-            index, [g.row for g in groups], _unit(vectors[0])
-        )
+        sources = [index.sources[group.row] for group in groups]
+        plain = _unit(vectors[0])
+        best_sentences = [
+            float((matrix @ plain).max()) for matrix in await self.sentence_vectors(sources)
+        ]
         hits = []
         for group, sentence in zip(groups, best_sentences, strict=True):
             source = index.sources[group.row]
@@ -274,32 +282,29 @@ class KnowledgeBase:
             )
         return _merged(hits)
 
-    async def _best_sentences(
-        self, index: _Index, rows: Sequence[int], query: NDArray[np.float32]
-    ) -> list[float]:
-        """For each row, the best cosine between ``query`` and one of its sentences."""
-        cache = index.sentences
-        # Copied out before the await: another search may evict rows meanwhile.
-        found = {row: cache[row] for row in dict.fromkeys(rows) if row in cache}
-        missing = [row for row in dict.fromkeys(rows) if row not in found]
+    async def sentence_vectors(self, sources: Sequence[Source]) -> list[NDArray[np.float32]]:
+        """The vectors of each source's `sentences_of`, one row per sentence. They are embedded
+        when first asked for and kept for the SENTENCE_CACHE sources used last: judging hits
+        needs them, and quoting the best sentence needs them again."""
+        cache = self._sentences
+        # Copied out before the await: another search may evict entries meanwhile.
+        found = {source: cache[source] for source in sources if source in cache}
+        missing = list(dict.fromkeys(source for source in sources if source not in found))
         if missing:
-            pieces = [
-                split_sentences(index.sources[row].text) or [index.sources[row].text]
-                for row in missing
-            ]
+            pieces = [sentences_of(source) for source in missing]
             vectors = await self.embedder.embed(
                 [sentence for piece in pieces for sentence in piece]
             )
             start = 0
-            for row, piece in zip(missing, pieces, strict=True):
-                found[row] = vectors[start : start + len(piece)]
+            for source, piece in zip(missing, pieces, strict=True):
+                found[source] = vectors[start : start + len(piece)]
                 start += len(piece)
-        for row, matrix in found.items():
-            cache[row] = matrix
-            cache.move_to_end(row)
+        for source, matrix in found.items():
+            cache[source] = matrix
+            cache.move_to_end(source)
         while len(cache) > SENTENCE_CACHE:
             cache.popitem(last=False)
-        return [float((found[row] @ query).max()) for row in rows]
+        return [found[source] for source in sources]
 
     async def query_vector(
         self, query: str, *, context: str = "", weight: float = 1.0

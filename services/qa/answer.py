@@ -18,8 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from services.kb.chunking import split_sentences
-from services.kb.knowledge import Hit, KnowledgeBase
+from services.kb.knowledge import Hit, KnowledgeBase, sentences_of
 from services.qa.config import QAConfig
 from services.qa.standalone import Query
 from services.types import Turn
@@ -111,17 +110,18 @@ def grounded_turns(
 async def extract(query: Query, hits: Sequence[Hit], *, kb: KnowledgeBase) -> str:
     """The source holding the best-matching sentence, quoted whole when short, otherwise that
     sentence with the ones of the same source that match nearly as well, in document order."""
+    sentences = [sentences_of(hit.source) for hit in hits]
     candidates = [
-        (number, sentence)
-        for number, hit in enumerate(hits, 1)
-        for sentence in split_sentences(hit.source.text)
+        (number, sentence) for number, piece in enumerate(sentences, 1) for sentence in piece
     ]
     # A sentence's score: how well its source matched the question in context, plus how well
     # the sentence matches the question itself. The first settles *which* plan "it" is, the
-    # second which of its sentences answers.
+    # second which of its sentences answers. The sentence vectors are the ones the search
+    # judged the hits by.
     vector = await kb.query_vector(query.text)
     source_scores = np.array([hits[number - 1].similarity for number, _ in candidates])
-    scores = (await kb.embedder.embed([s for _, s in candidates])) @ vector + source_scores
+    matrices = await kb.sentence_vectors([hit.source for hit in hits])
+    scores = np.concatenate(matrices) @ vector + source_scores
     best = int(np.argmax(scores))
     number = candidates[best][0]
     text = hits[number - 1].source.text
