@@ -10,9 +10,10 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 from sqlalchemy import select
 
+from bot.cli import _settings_errors
 from bot.compose import App, ConfigurationError
 from bot.handoff_answers import AnswerCourier
 from bot.platforms.telegram import TelegramConfig, TelegramPlatform
@@ -451,6 +452,44 @@ async def test_a_refused_token_stops_with_one_clear_line(
         await run_platforms(settings, configured_platforms(settings))
     assert [r for r in caplog.records if r.exc_info] == []  # no traceback
     assert server.calls_to("getMe", "getUpdates") == server.calls_to("getMe")
+
+
+async def test_a_refused_webhook_is_a_bad_setting_in_one_line(
+    migrated: Settings,
+    server: FakeTelegramServer,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("bot.runner.settle_heap", lambda: None)
+    settings = migrated.model_copy(
+        update={
+            "telegram_bot_token": SecretStr(TOKEN),
+            "telegram_api_url": server.base_url,
+            "telegram_webhook_url": "http://bot.example.com/telegram/webhook",
+            "http_port": 0,
+        }
+    )
+    server.fail_next("setWebhook", 400, "Bad Request: bad webhook: An HTTPS URL must be provided")
+    with pytest.raises(ConfigurationError, match=r"^Telegram refused the webhook \(.*HTTPS"):
+        await run_platforms(settings, configured_platforms(settings))
+    assert [r for r in caplog.records if r.exc_info] == []
+    assert "started" not in caplog.text  # the bot never said it was up
+
+
+def test_a_webhook_secret_telegram_would_refuse_is_a_bad_setting(settings: Settings) -> None:
+    with pytest.raises(ValidationError, match="A-Z, a-z, 0-9, _ and -") as info:
+        Settings.model_validate(
+            {**settings.model_dump(), "telegram_webhook_secret": "abc+/=LeakCheck"}
+        )
+    # bot/cli.py prints the errors without their input values.
+    assert "LeakCheck" not in _settings_errors(info.value)
+    assert "TELEGRAM_WEBHOOK_SECRET" in _settings_errors(info.value)
+    assert (
+        Settings.model_validate(
+            {**settings.model_dump(), "telegram_webhook_secret": "ok_Secret-123"}
+        ).telegram_webhook_secret
+        is not None
+    )
 
 
 def test_a_malformed_token_is_a_bad_setting_that_is_not_shown(settings: Settings) -> None:

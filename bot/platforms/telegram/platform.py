@@ -26,6 +26,7 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiogram.exceptions import (
     ClientDecodeError,
     TelegramAPIError,
+    TelegramBadRequest,
     TelegramConflictError,
     TelegramNetworkError,
     TelegramRetryAfter,
@@ -144,7 +145,6 @@ class TelegramPlatform:
         await self._set_commands()
         self._me = (me.username or "", me.id)
         url = self._config.webhook_url
-        log.info("Telegram bot @%s started with %s", me.username, "a webhook" if url else "polling")
         if url:
             register = partial(
                 self._bot.set_webhook,
@@ -152,10 +152,19 @@ class TelegramPlatform:
                 secret_token=self._config.secret,
                 allowed_updates=ALLOWED_UPDATES,
             )
-            await _retrying("setWebhook", register)
+            try:
+                await _retrying("setWebhook", register)
+            except TelegramBadRequest as exc:
+                # An HTTP (not HTTPS) URL, a port Telegram does not call, a secret with other
+                # characters than A-Z a-z 0-9 _ -: settings to fix, said in one line.
+                raise ConfigurationError(
+                    f"Telegram refused the webhook ({exc.message}): check TELEGRAM_WEBHOOK_URL "
+                    "and TELEGRAM_WEBHOOK_SECRET"
+                ) from None
         else:
             # Telegram refuses getUpdates while a webhook is set.
             await _retrying("deleteWebhook", self._bot.delete_webhook)
+        log.info("Telegram bot @%s started with %s", me.username, "a webhook" if url else "polling")
 
     async def stop(self) -> None:
         self._stopping.set()
