@@ -17,12 +17,13 @@ from services.budget import PER_TURN_OVERHEAD
 from services.qa.answer import DONT_KNOW, Generate, Quote, Unknown, plan_answer
 from services.qa.standalone import standalone_question
 from storage import repositories as repo
-from storage.handoffs import asked_question, request_handoff
+from storage.handoffs import BUTTON_EVENT_ID, asked_question, request_handoff
 from storage.models import Message
 
 log = logging.getLogger(__name__)
 
 HANDOFF = "handoff"
+NOT_YOURS = "That button has expired, or it belongs to someone else's question."
 NO_KB = (
     "The knowledge base is not set up here (it needs the embeddings service). "
     "Ask me anything else, or try again later."
@@ -87,7 +88,7 @@ async def answer_question(ctx: Context, question: str) -> None:
     )
     buttons = feedback_buttons(ctx.incoming.event_id)
     if isinstance(plan, Unknown):
-        handoff = Button("🙋 Ask a person", f"{HANDOFF}:{ctx.incoming.event_id[:56]}")
+        handoff = Button("🙋 Ask a person", f"{HANDOFF}:{ctx.incoming.event_id[:BUTTON_EVENT_ID]}")
         await ctx.reply(Reply(text=DONT_KNOW, buttons=(handoff,)))
     elif isinstance(plan, Quote):
         await ctx.reply(Reply(text=plan.text, buttons=buttons))
@@ -142,12 +143,21 @@ def register(router: Router) -> None:
 
     @router.action(HANDOFF)
     async def handoff(ctx: Context, data: str) -> None:
-        if not data:
-            await ctx.reply(Reply(text="That button has expired.", private=True))
-            return
-        question = await asked_question(
-            ctx.session, conversation_id=ctx.conversation.id, event_id=data
+        question = (
+            await asked_question(
+                ctx.session,
+                conversation_id=ctx.conversation.id,
+                user_id=ctx.user.id,
+                event_id=data,
+            )
+            if data
+            else None
         )
+        if not question:
+            # Forged, forgotten (/forget), or another group member's question: only the asker
+            # passes their own words to a person.
+            await ctx.reply(Reply(text=NOT_YOURS, private=True))
+            return
         fresh = await request_handoff(
             ctx.session,
             conversation_id=ctx.conversation.id,

@@ -16,6 +16,9 @@ from sqlalchemy.orm import InstrumentedAttribute
 from storage.models import Conversation, Handoff, Message, User, utcnow
 from storage.repositories import _insert_ignore, add_message
 
+# How much of an event id a hand-off button carries: Telegram allows 64 bytes of callback data.
+BUTTON_EVENT_ID = 56
+
 
 @dataclass(frozen=True, slots=True)
 class HandoffView:
@@ -42,19 +45,28 @@ class HandoffView:
     answer_due_at: datetime | None = None  # None with an unsent answer: sending was stopped
 
 
-async def asked_question(session: AsyncSession, *, conversation_id: int, event_id: str) -> str:
-    """The user's words of the event ``event_id`` (a prefix, as buttons carry it); "" if gone."""
-    text = await session.scalar(
+async def asked_question(
+    session: AsyncSession, *, conversation_id: int, user_id: int, event_id: str
+) -> str | None:
+    """The words ``user_id`` sent in the event ``event_id`` (as a button carries it: the id, cut
+    to BUTTON_EVENT_ID characters); None when there is no such message of theirs: the button
+    was forged, or pressed by someone other than the asker, or the message was forgotten."""
+    match = (
+        Message.event_id.startswith(event_id, autoescape=True)
+        if len(event_id) == BUTTON_EVENT_ID
+        else Message.event_id == event_id
+    )
+    return await session.scalar(
         select(Message.text)
         .where(
             Message.conversation_id == conversation_id,
+            Message.user_id == user_id,
             Message.role == "user",
-            Message.event_id.startswith(event_id, autoescape=True),
+            match,
         )
         .order_by(Message.id)
         .limit(1)
     )
-    return text or ""
 
 
 async def request_handoff(

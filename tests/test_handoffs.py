@@ -20,7 +20,7 @@ from bot.http import build_http_app
 from bot.migrate import upgrade_async
 from bot.runner import http_routes
 from bot.settings import Settings
-from handlers.qa import ALREADY_HANDED_OFF, HANDED_OFF
+from handlers.qa import ALREADY_HANDED_OFF, HANDED_OFF, NOT_YOURS
 from handlers.types import Incoming, Reply
 from services.container import GenerationConfig, Services
 from storage import handoffs
@@ -88,6 +88,30 @@ async def test_a_group_handoff_keeps_only_the_askers_side_of_the_chat(app: App) 
     assert "My order 77 is late." in shown and "Where is it now?" in shown
     assert "My PIN is 1234." not in shown
     assert any(turn["role"] == "assistant" for turn in handoff.transcript)
+
+
+async def test_only_the_asker_can_pass_a_question_on_and_forged_buttons_store_nothing(
+    app: App,
+) -> None:
+    def said(user: str, text: str, event: str, action: str | None = None) -> Incoming:
+        return Incoming(
+            "test", event, "group", user, text, user_name=user, is_private=False, action=action
+        )
+
+    async def press_as(user: str, data: str, event: str) -> list[str]:
+        responder = CollectingResponder()
+        await app.dispatcher.dispatch(said(user, "", event, f"handoff:{data}"), responder)
+        return responder.texts
+
+    await app.dispatcher.dispatch(
+        said("ann", "My card is 4111 1111.", "e17"), CollectingResponder()
+    )
+    assert await press_as("bob", "e17", "b1") == [NOT_YOURS]  # another member's question
+    assert await press_as("ann", "e1", "b2") == [NOT_YOURS]  # a forged prefix of e17
+    assert await press_as("ann", "zzz", "b3") == [NOT_YOURS]  # no such message
+    async with unit_of_work(app.sessions) as session:
+        assert await handoffs.list_handoffs(session) == []
+    assert await press_as("ann", "e17", "b4") == [HANDED_OFF]
 
 
 async def test_the_desk_gets_each_handoff_once_after_its_outage(
