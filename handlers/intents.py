@@ -22,7 +22,7 @@ from handlers.chat import generate
 from handlers.context import Context
 from handlers.qa import answer_question, kb_has_documents, kb_knows
 from handlers.router import Command, Router
-from services.types import Embedder
+from services.types import Embedder, ProviderError
 
 log = logging.getLogger(__name__)
 
@@ -226,10 +226,17 @@ class IntentClassifier:
         return float(np.mean(hits))
 
     async def classify(self, text: str, embedder: Embedder | None) -> Intent:
-        exemplars = await self._exemplars(embedder) if embedder is not None else None
-        if embedder is None or exemplars is None:  # the surface form alone
-            return Intent(QUESTION if looks_like_question(text) else CHAT, 0.0, by_form=True)
-        scores = self._scores(exemplars @ (await embedder.embed([text]))[0])
+        by_form = Intent(QUESTION if looks_like_question(text) else CHAT, 0.0, by_form=True)
+        try:
+            exemplars = await self._exemplars(embedder) if embedder is not None else None
+            if embedder is None or exemplars is None:  # the surface form alone
+                return by_form
+            vector = (await embedder.embed([text]))[0]
+        except ProviderError as exc:
+            # An embeddings outage must not stop plain chat, which does not need them.
+            log.warning("intent routing by the message's form: embeddings failed (%s)", exc)
+            return by_form
+        scores = self._scores(exemplars @ vector)
         cued = {name for name, cue in CUES.items() if name in scores and cue.search(text)}
         for name in cued:
             scores[name] += CUE_BONUS
@@ -253,7 +260,11 @@ async def _catalog_has_products(ctx: Context) -> bool:
     if recommender is None:
         return False
     async with ctx.reading() as session:
-        return len(await recommender.index(session)) > 0
+        try:
+            return len(await recommender.index(session)) > 0
+        except ProviderError as exc:  # the catalog's vectors could not be made
+            log.warning("shopping intents skipped: the catalog is unavailable (%s)", exc)
+            return False
 
 
 def strip_prefix(pattern: re.Pattern[str], text: str) -> str:

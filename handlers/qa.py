@@ -16,6 +16,7 @@ from handlers.types import Button, Reply
 from services.budget import PER_TURN_OVERHEAD
 from services.qa.answer import DONT_KNOW, Generate, Quote, Unknown, plan_answer
 from services.qa.standalone import standalone_question
+from services.types import ProviderError
 from storage import repositories as repo
 from storage.handoffs import BUTTON_EVENT_ID, asked_question, request_handoff
 from storage.models import Message
@@ -112,7 +113,12 @@ async def kb_knows(ctx: Context, text: str) -> bool:
     if ctx.services.kb is None:
         return False
     async with ctx.reading() as session:
-        hits = await ctx.services.kb.search(session, text, k=ctx.services.qa.top_k)
+        try:
+            hits = await ctx.services.kb.search(session, text, k=ctx.services.qa.top_k)
+        except ProviderError as exc:
+            # Asked only for a message that reads like chat: chat needs no embeddings.
+            log.warning("could not ask the knowledge base (%s); the message goes to chat", exc)
+            return False
     return any(hit.confident for hit in hits)
 
 

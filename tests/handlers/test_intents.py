@@ -143,3 +143,31 @@ async def test_an_embedder_without_meaning_is_not_trusted() -> None:
     classifier = IntentClassifier()
     assert (await classifier.classify("please draw a dragon", HashingEmbedder())).name == "chat"
     assert (await classifier.classify("Where is my parcel?", HashingEmbedder())).name == "question"
+
+
+async def test_an_embeddings_outage_leaves_chat_working(  # type: ignore[no-untyped-def]
+    migrated, recorded, monkeypatch
+) -> None:
+    from services.kb.knowledge import KnowledgeBase
+    from services.types import ProviderError
+
+    class Down:
+        name = "local:down"
+
+        async def embed(self, texts: object) -> object:
+            raise ProviderError("The embedding service is unavailable.", detail="connect refused")
+
+    monkeypatch.setattr("bot.compose.build_router", lambda: router_with(recorded, "image"))
+    services = Services(
+        text=FakeTextGenerator(answer="Hello!"),
+        generation=GenerationConfig(system_prompt="Test.", max_tokens=32, temperature=0),
+        embeddings=Down(),  # type: ignore[arg-type]
+        kb=KnowledgeBase(Down()),  # type: ignore[arg-type]
+    )
+    app = build_app(migrated, services=services)
+    try:
+        assert await say(app, "hello there, nice to meet you") == ["Hello!"]
+        assert await say(app, "please draw me a red fox") == ["Hello!"]
+    finally:
+        await app.close()
+    assert recorded == []
