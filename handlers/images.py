@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 
 from handlers.context import Context
@@ -75,7 +76,8 @@ def parse_image_args(args: str, config: ImageConfig) -> ImageRequest | str:
             f"got `{size}`."
         )
     count = options.get("n", "1")
-    if not count.isdigit() or not 1 <= int(count) <= config.max_n:
+    # str.isdigit() also takes "²" and other digits int() refuses.
+    if not re.fullmatch(r"[0-9]{1,3}", count) or not 1 <= int(count) <= config.max_n:
         return f"`--n` takes a number from 1 to {config.max_n}; got `{count}`."
     return ImageRequest(prompt, f"{sides[0]}x{sides[1]}", int(count))
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -43,17 +45,24 @@ class Route:
     answer: str | None = None
 
 
+def visible(text: str) -> bool:
+    """Whether ``text`` shows anything: not only spaces and invisible format characters (zero
+    width spaces, joiners, direction marks), which ``str.strip`` keeps."""
+    return any(not c.isspace() and unicodedata.category(c) != "Cf" for c in text)
+
+
 def split_command(text: str) -> tuple[str, str] | None:
-    """'/gen@mybot hello' -> ('gen', 'hello'); None for text that is not a command."""
-    if not text.startswith("/") or len(text) < 2:
+    """'/gen@mybot hello' -> ('gen', 'hello'); None for text that is not a command. Any
+    whitespace ends the name: a tab, a no-break or an ideographic space (CJK keyboards)."""
+    match = _COMMAND.fullmatch(text)
+    if match is None:
         return None
-    head, _, rest = text[1:].partition(" ")
-    first_line, newline, more = head.partition("\n")
-    if newline:
-        rest = f"{more} {rest}".strip() if rest else more
-        head = first_line
-    name = head.split("@", 1)[0].lower()
-    return (name, rest.strip()) if name else None
+    head, rest = match.groups()
+    name = "".join(c for c in head.split("@", 1)[0] if unicodedata.category(c) != "Cf").lower()
+    return (name, rest.strip() if visible(rest) else "") if name else None
+
+
+_COMMAND = re.compile(r"/(\S+)\s*(.*)", re.DOTALL)
 
 
 class Router:
@@ -113,6 +122,8 @@ class Router:
         if incoming.attachments and not incoming.text.strip():
             answer = UNREADABLE.format(what=incoming.attachments[0])
             return Route(None, kind="command", answer=answer)
+        if incoming.text.strip() and not visible(incoming.text):
+            return Route(None, answer="Try /help to see what I can do.")
         parsed = split_command(incoming.text.strip())
         if parsed is None:
             if self._text is None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from handlers.context import Context
 from handlers.router import Router
 from handlers.types import Button, Reply
@@ -84,9 +86,9 @@ def register(router: Router) -> None:
         if data == NONE:
             await ctx.reply(Reply(text="OK, nothing recorded.", private=True))
             return
-        product = (
-            await repo.get_product(ctx.session, product_id=int(data)) if data.isdigit() else None
-        )
+        # A product id the store can hold; str.isdigit() also takes "²", which int() refuses.
+        valid = re.fullmatch(r"[0-9]{1,18}", data) is not None
+        product = await repo.get_product(ctx.session, product_id=int(data)) if valid else None
         if product is None:
             await ctx.reply(Reply(text="That button has expired.", private=True))
             return

@@ -16,7 +16,7 @@ REFUSED = (
 FLAGGED = "I can't show that: the safety filter flagged every image. Try another prompt."
 BAD_SIZE = "That size is not supported by this image model; try 512x512 or 1024x1024."
 
-_SIZE = re.compile(r"^([1-9][0-9]{1,4})[xX×]([1-9][0-9]{1,4})$")
+_SIZE = re.compile(r"^([1-9][0-9]{0,5})[xX×]([1-9][0-9]{0,5})$")
 
 
 def parse_size(size: str) -> tuple[int, int] | None:

@@ -50,6 +50,21 @@ async def test_unknown_command_and_missing_argument_get_usage(app: App) -> None:
     assert (await say(app, "/gen")).texts[0].startswith("Usage: `/gen <prompt>`")
 
 
+async def test_any_space_ends_a_command_name_and_invisible_text_is_empty(
+    app: App, fake_text: FakeTextGenerator
+) -> None:
+    # A tab, a no-break space, an ideographic space (CJK keyboards) after the name.
+    for space in ("\t", "\u00a0", "\u3000", "\n"):
+        await say(app, f"/gen{space}hello there")
+        assert fake_text.calls[-1][-1].text == "hello there"
+    calls = len(fake_text.calls)
+    # Zero-width characters are not an argument, not part of a name, not a message.
+    assert (await say(app, "/gen \u200b\u200d")).texts[0].startswith("Usage: `/gen <prompt>`")
+    assert "/gen" in (await say(app, "/help\u200b")).texts[0]
+    assert (await say(app, "\u200b\u200b\u200b")).texts == ["Try /help to see what I can do."]
+    assert len(fake_text.calls) == calls
+
+
 async def test_chat_sends_stored_history_and_reset_empties_it(
     app: App, fake_text: FakeTextGenerator
 ) -> None:

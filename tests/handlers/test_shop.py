@@ -122,6 +122,9 @@ async def test_ambiguous_buy_asks_with_buttons_and_the_press_records(shop_app: A
     assert await bought_by(shop_app, "ada") == ["m2"]
     assert "nothing recorded" in await say(shop_app, action=buttons[-1].data)
     assert "expired" in await say(shop_app, action="buy:999999")
+    # Forged: digits int() refuses, and an id too large for the store.
+    assert "expired" in await say(shop_app, action="buy:²")
+    assert "expired" in await say(shop_app, action="buy:" + "9" * 30)
 
 
 async def test_buy_of_something_unknown_says_so(shop_app: App) -> None:
