@@ -182,6 +182,17 @@ class Settings(BaseSettings):
             raise ValueError("use 1 to 256 characters of A-Z, a-z, 0-9, _ and -")
         return value
 
+    @model_validator(mode="after")
+    def _reply_fits(self) -> Settings:
+        # Every chat would fail with "the reply budget does not fit" otherwise.
+        window = self.text_context_window
+        if window is not None and self.text_max_tokens >= window // 2:
+            raise ValueError(
+                f"TEXT_MAX_TOKENS ({self.text_max_tokens}) must be under half of "
+                f"TEXT_CONTEXT_WINDOW ({window}), to leave room for the conversation"
+            )
+        return self
+
     @field_validator("model_device", mode="before")
     @classmethod
     def _known_device(cls, value: object) -> object:

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from bot.cli import main
 from bot.compose import ConfigurationError, build_app
@@ -180,3 +181,9 @@ async def test_the_connection_pool_is_sized_by_the_settings(migrated: Settings) 
         assert (pool.size(), pool._max_overflow) == (3, 1)  # type: ignore[attr-defined]
     finally:
         await app.close()
+
+
+def test_a_reply_budget_that_leaves_no_room_for_the_chat_is_a_bad_setting() -> None:
+    with pytest.raises(ValidationError, match=r"TEXT_MAX_TOKENS \(256\) must be under half"):
+        Settings(_env_file=None, text_context_window=64, text_max_tokens=256)  # type: ignore[call-arg]
+    assert Settings(_env_file=None, text_context_window=2048).text_max_tokens == 256  # type: ignore[call-arg]
