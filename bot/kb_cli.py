@@ -25,7 +25,8 @@ def add_parser(commands: Any) -> None:
         "add",
         help=f"ingest files and folders ({FORMAT_LIST}); unchanged files are skipped",
         description=f"Ingests files and, recursively, the supported files ({FORMAT_LIST}) of "
-        "folders. An FAQ .csv needs `question` and `answer` columns; each row is one entry. "
+        "folders. Text files must be UTF-8. An FAQ .csv needs `question` and `answer` columns; "
+        "each row is one entry. "
         "Re-adding an unchanged file does nothing; a changed file, or one embedded by another "
         "EMBEDDING_MODEL, replaces its old chunks.",
     )

@@ -57,3 +57,30 @@ def test_a_file_that_fails_fails_the_command(
     (docs / "broken.pdf").write_bytes(b"not a pdf")
     assert main(["kb", "add", str(docs), "--no-progress"]) == 1
     assert "1 added, 0 updated, 0 unchanged, 1 failed" in capsys.readouterr().out
+
+
+def test_a_binary_file_fails_alone_and_an_empty_folder_fails_the_command(
+    migrated: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setattr(model_services, "build_embedder", lambda _settings: HashingEmbedder())
+    (tmp_path / "binary.csv").write_bytes(b"\x8f\x00\r\n\x1f\xff\x00,\xfe\n" * 50)
+    (tmp_path / "good.md").write_text("# Good\n\nWe open at nine.\n")
+    files = [str(tmp_path / "binary.csv"), str(tmp_path / "good.md")]
+    assert main(["kb", "add", *files, "--no-progress"]) == 1
+    binary, good, total = capsys.readouterr().out.splitlines()
+    assert binary.endswith("binary.csv  looks like a binary file (it holds NUL bytes), not text")
+    assert good.startswith("added ")
+    assert total == "1 added, 0 updated, 0 unchanged, 1 failed"
+
+    (tmp_path / "empty").mkdir()
+    assert main(["kb", "add", str(tmp_path / "empty"), "--no-progress"]) == 1
+    empty, total = capsys.readouterr().out.splitlines()
+    assert empty.startswith("failed ")
+    assert empty.endswith(
+        "empty  no supported files found here (.csv, .htm, .html, .markdown, "
+        ".md, .pdf, .text, .txt; hidden ones are skipped)"
+    )
+    assert total == "0 added, 0 updated, 0 unchanged, 1 failed"

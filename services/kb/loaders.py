@@ -1,11 +1,12 @@
 """Read a support document into titled sections (or FAQ rows), whatever its format.
 
 Supported: plain text, Markdown, HTML (stdlib parser), PDF (pypdf, one section per page) and
-FAQ CSV files with ``question`` and ``answer`` columns.
+FAQ CSV files with ``question`` and ``answer`` columns. Text formats must be UTF-8.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import re
@@ -68,7 +69,7 @@ def load(path: Path, data: bytes) -> SourceDocument:
     fallback_title = path.stem.replace("_", " ").replace("-", " ").strip() or path.name
     if kind == "pdf":
         return _load_pdf(data, fallback_title)
-    text = data.decode("utf-8-sig", errors="replace")
+    text = _decode(data)
     if kind == "faq":
         return SourceDocument(fallback_title, kind, faq=_load_faq(text, path.name))
     if kind == "html":
@@ -79,6 +80,26 @@ def load(path: Path, data: bytes) -> SourceDocument:
         title, sections = _load_text(text)
     kept = tuple(s for s in sections if s.text.strip())
     return SourceDocument(title or fallback_title, kind, sections=kept)
+
+
+def _decode(data: bytes) -> str:
+    """The text of a text-format file, which must be UTF-8 (a BOM is dropped). Guessing another
+    encoding is unreliable, and a wrong guess or a replacement character would be stored and
+    quoted in answers, so anything else fails the file."""
+    if data.startswith((codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE)):
+        raise UnsupportedDocument("not UTF-8 text (UTF-32): save it as UTF-8")
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise UnsupportedDocument("not UTF-8 text (UTF-16): save it as UTF-8")
+    if b"\x00" in data:
+        raise UnsupportedDocument("looks like a binary file (it holds NUL bytes), not text")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        # exc.object is the data after any BOM.
+        line = exc.object[: exc.start].count(b"\n") + 1
+        raise UnsupportedDocument(
+            f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} on line {line}): save it as UTF-8"
+        ) from exc
 
 
 # --- Markdown ------------------------------------------------------------------------------
@@ -274,15 +295,19 @@ def _load_pdf(data: bytes, fallback_title: str) -> SourceDocument:
 
 
 def _load_faq(text: str, name: str) -> tuple[FaqEntry, ...]:
-    reader = csv.DictReader(io.StringIO(text))
-    columns = {c.strip().lower(): c for c in reader.fieldnames or [] if c}
-    if "question" not in columns or "answer" not in columns:
-        raise UnsupportedDocument(f"{name}: an FAQ CSV needs `question` and `answer` columns")
-    entries = (
-        FaqEntry(
-            " ".join((row.get(columns["question"]) or "").split()),
-            (row.get(columns["answer"]) or "").strip(),
+    # newline="": the reader splits records itself, so a CR-only (old Mac Excel) file works.
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        columns = {c.strip().lower(): c for c in reader.fieldnames or [] if c}
+        if "question" not in columns or "answer" not in columns:
+            raise UnsupportedDocument(f"{name}: an FAQ CSV needs `question` and `answer` columns")
+        entries = tuple(
+            FaqEntry(
+                " ".join((row.get(columns["question"]) or "").split()),
+                (row.get(columns["answer"]) or "").strip(),
+            )
+            for row in reader
         )
-        for row in reader
-    )
+    except csv.Error as exc:
+        raise UnsupportedDocument(f"{name}: not a readable CSV ({exc})") from exc
     return tuple(e for e in entries if e.question and e.answer)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import codecs
 import itertools
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -11,12 +12,13 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 from sqlalchemy import select, update
+from sqlalchemy.exc import OperationalError
 
 from bot.settings import Settings
 from services.kb import knowledge
 from services.kb.chunking import chunk_section
 from services.kb.index import LexicalIndex
-from services.kb.ingest import ingest_paths
+from services.kb.ingest import NO_FILES, ingest_paths
 from services.kb.knowledge import Hit, KnowledgeBase, Source, _merged, embedding_model
 from services.kb.retrieval import Retriever
 from storage import knowledge as repo
@@ -322,3 +324,101 @@ async def test_sentence_vectors_are_cached_within_a_bound_and_searches_overlap_s
         got = await asyncio.gather(*(scores(q) for q in questions * 3))
     assert got == expected * 3
     assert len(kb._sentences) == 2
+
+
+async def test_text_files_must_be_utf8_and_binary_ones_fail_alone(
+    sessions: SessionFactory, tmp_path: Path
+) -> None:
+    files = {
+        "binary.md": b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR",
+        "binary.csv": b"question,answer\n\x00\x01\x02\r\x03,\x04\n",
+        "random.txt": bytes(range(128, 256)),
+        "latin1.md": "# Café\n\nCrème brûlée is served daily.\n".encode("latin-1"),
+        "utf16.txt": "Open from 9 to 5.".encode("utf-16"),
+        "bom_latin1.txt": codecs.BOM_UTF8 + "Opening hours\n\nCafé open.".encode("latin-1"),
+        "bom.md": "# Café\n\nCrème brûlée is served daily.\n".encode("utf-8-sig"),
+        "page.html": "<h1>Menü</h1><p>Crème brûlée.</p>".encode(),
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    results = await ingest_paths(KnowledgeBase(HashingEmbedder()), sessions, [tmp_path])
+    errors = {Path(r.path).name: r.error for r in results if r.status == "failed"}
+    assert errors == {
+        "binary.csv": "looks like a binary file (it holds NUL bytes), not text",
+        "binary.md": "looks like a binary file (it holds NUL bytes), not text",
+        "bom_latin1.txt": "not UTF-8 text (byte 0xe9 on line 3): save it as UTF-8",
+        "latin1.md": "not UTF-8 text (byte 0xe9 on line 1): save it as UTF-8",
+        "random.txt": "not UTF-8 text (byte 0x80 on line 1): save it as UTF-8",
+        "utf16.txt": "not UTF-8 text (UTF-16): save it as UTF-8",
+    }
+    chunks = await chunks_of(sessions)
+    assert {(c.title, c.text) for c in chunks} == {
+        ("Café", "Crème brûlée is served daily."),
+        ("Menü", "Crème brûlée."),
+    }
+
+
+async def test_an_unreadable_csv_fails_alone_and_a_cr_only_one_reads(
+    sessions: SessionFactory, tmp_path: Path
+) -> None:
+    # A field over the csv module's size limit: csv.Error, not a traceback that stops the run.
+    (tmp_path / "huge.csv").write_text('question,answer\nWhy?,"' + "x" * 200_000 + '"\n')
+    # Old Mac Excel ends rows with a bare CR.
+    (tmp_path / "mac.csv").write_bytes(b"question,answer\rDo you ship abroad?,Yes.\r")
+    (tmp_path / "good.txt").write_text("Good text.")
+    paths = [tmp_path / "huge.csv", tmp_path / "mac.csv", tmp_path / "good.txt"]
+    results = await ingest_paths(KnowledgeBase(HashingEmbedder()), sessions, paths)
+    assert [r.status for r in results] == ["failed", "added", "added"]
+    assert (
+        results[0].error == "huge.csv: not a readable CSV (field larger than field limit (131072))"
+    )
+    faq = [(c.section, c.text) for c in await chunks_of(sessions) if c.kind == "faq"]
+    assert faq == [("Do you ship abroad?", "Yes.")]
+
+
+async def test_a_parser_error_fails_its_file_alone_and_is_logged(
+    sessions: SessionFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # html.parser asserts on an unknown marked section instead of raising a parse error.
+    (tmp_path / "bad.html").write_text("<p>Hi</p><![bogus[ x ]]>")
+    (tmp_path / "good.txt").write_text("Good text.")
+    paths = [tmp_path / "bad.html", tmp_path / "good.txt"]
+    results = await ingest_paths(KnowledgeBase(HashingEmbedder()), sessions, paths)
+    assert [(r.status, r.error) for r in results] == [
+        ("failed", "could not parse it: unknown status keyword 'bogus' in marked section"),
+        ("added", ""),
+    ]
+    assert "bad.html: could not parse it (AssertionError)" in caplog.text
+    assert [c.text for c in await chunks_of(sessions)] == ["Good text."]
+
+
+async def test_database_errors_still_stop_the_run(
+    sessions: SessionFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(*_args: object, **_kwargs: object) -> None:
+        raise OperationalError("INSERT", {}, Exception("disk I/O error"))
+
+    monkeypatch.setattr(repo, "replace_document", broken)
+    (tmp_path / "good.txt").write_text("Good text.")
+    with pytest.raises(OperationalError):
+        await ingest_paths(KnowledgeBase(HashingEmbedder()), sessions, [tmp_path / "good.txt"])
+
+
+async def test_a_folder_with_nothing_to_ingest_fails(
+    sessions: SessionFactory, tmp_path: Path
+) -> None:
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "image.png").write_bytes(b"\x89PNG")
+    (tmp_path / "other" / ".hidden.md").write_text("# secret\n\nnot for the KB")
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "good.txt").write_text("Good text.")
+    paths = [tmp_path / "empty", tmp_path / "docs", tmp_path / "other"]
+    results = await ingest_paths(KnowledgeBase(HashingEmbedder()), sessions, paths)
+    assert [(Path(r.path).name, r.status) for r in results] == [
+        ("empty", "failed"),
+        ("good.txt", "added"),
+        ("other", "failed"),
+    ]
+    assert results[0].error == results[2].error == NO_FILES
+    assert NO_FILES.startswith("no supported files found here (.csv, .htm, .html, .markdown, .md,")
