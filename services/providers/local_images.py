@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,9 @@ from services.types import ProviderError
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "stabilityai/sd-turbo"
+# After a failed load, image requests are refused at once for this long before the next try.
+RELOAD_AFTER = 300
+NOT_LOADED = "Images are not available on this server right now: the image model did not load."
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +76,7 @@ class LocalImageGenerator:
         self._steps = steps or default
         self._guidance = default_guidance if guidance is None else guidance
         self._pipeline: Any = None
+        self._failed_at: float | None = None  # when loading last failed (monotonic)
         self._load_lock = threading.Lock()
         self.batcher: MicroBatcher[ImageJob, bytes | None] = MicroBatcher(
             self._draw,
@@ -88,10 +93,35 @@ class LocalImageGenerator:
                 import torch
                 from diffusers import AutoPipelineForText2Image
 
+                failed = self._failed_at
+                if failed is not None and time.monotonic() - failed < RELOAD_AFTER:
+                    # A model hub that cannot be reached made the last try wait ~25 s in
+                    # retries; every request would wait again for the same answer.
+                    raise ProviderError(
+                        NOT_LOADED,
+                        detail=f"local images: {self.model_id} failed to load; next try in "
+                        f"{RELOAD_AFTER - (time.monotonic() - failed):.0f} s",
+                        transient=False,
+                    )
                 # fp16 is what these pipelines are tuned for on CUDA; CPUs and MPS need fp32.
                 dtype = torch.float16 if self._device.startswith("cuda") else torch.float32
                 auto: Any = AutoPipelineForText2Image
-                pipeline = auto.from_pretrained(self.model_id, dtype=dtype)
+                try:
+                    pipeline = auto.from_pretrained(self.model_id, dtype=dtype)
+                except Exception as exc:
+                    self._failed_at = time.monotonic()
+                    log.error(
+                        "image model %s could not be loaded (%r); /image is refused for %d s",
+                        self.model_id,
+                        exc,
+                        RELOAD_AFTER,
+                    )
+                    raise ProviderError(
+                        NOT_LOADED,
+                        detail=f"local images: loading {self.model_id}: {exc!r}",
+                        transient=False,
+                    ) from exc
+                self._failed_at = None
                 pipeline.set_progress_bar_config(disable=True)
                 self._pipeline = pipeline.to(self._device)
                 if getattr(pipeline, "safety_checker", None) is None:

@@ -108,3 +108,30 @@ async def test_outages_say_try_again_in_a_minute(kind: str, server: FakeOpenAISe
     with pytest.raises(ProviderError) as failed:
         await _hosted(kind, server).generate("a fox", size="1024x1024", n=1)
     assert failed.value.user_message == UNAVAILABLE
+
+
+async def test_a_model_that_fails_to_load_is_not_retried_on_every_request(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from diffusers import AutoPipelineForText2Image
+
+    from services.providers import local_images
+
+    tries = []
+
+    def unreachable_hub(*args: object, **kwargs: object) -> None:
+        tries.append(args)
+        raise OSError("We couldn't connect to 'https://huggingface.co'")
+
+    monkeypatch.setattr(AutoPipelineForText2Image, "from_pretrained", unreachable_hub)
+    generator = LocalImageGenerator(model="stabilityai/sd-turbo", device="cpu", max_wait_ms=1)
+    for _ in range(3):
+        with pytest.raises(ProviderError) as info:
+            await generator.generate("a fox", size="512x512", n=1)
+        assert info.value.user_message == local_images.NOT_LOADED
+        assert not info.value.transient  # a setting or a download to fix, not an outage
+    assert len(tries) == 1
+    monkeypatch.setattr(local_images, "RELOAD_AFTER", 0)
+    with pytest.raises(ProviderError):
+        await generator.generate("a fox", size="512x512", n=1)
+    assert len(tries) == 2
