@@ -264,12 +264,14 @@ class KnowledgeBase:
             return []
         text = f"{context} {query}" if context else query
         groups = index.retriever.search(vector, [text], k=k)[0]
-        # Which sentence answers is a question of the message itself: the context found the
-        # topic, but "is that covered?" is answered by a sentence about cover.
+        # Which sentence answers is judged against the message alone and against it with its
+        # context, the better of the two: "is that covered?" is answered by a sentence about
+        # cover, whatever the last turn was; "and for Spain?" needs the last turn's topic.
         sources = [index.sources[group.row] for group in groups]
         plain = _unit(vectors[0])
         best_sentences = [
-            float((matrix @ plain).max()) for matrix in await self.sentence_vectors(sources)
+            float(np.maximum(matrix @ plain, matrix @ vector).max())
+            for matrix in await self.sentence_vectors(sources)
         ]
         hits = []
         for group, sentence in zip(groups, best_sentences, strict=True):
