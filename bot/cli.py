@@ -21,6 +21,19 @@ NO_PLATFORM_HINT = (
     "Set TELEGRAM_BOT_TOKEN or SLACK_BOT_TOKEN in .env to connect a platform (see README)."
 )
 
+DATABASE_URL_HINT = "use postgresql://user:password@host:5432/name or sqlite+aiosqlite:///path.db"
+
+
+def _port(text: str) -> int:
+    """An argparse type: a TCP port, 1 to 65535, as MODEL_SERVER_PORT is checked."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port (1 to 65535)")
+    return port
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -74,7 +87,7 @@ def _parser() -> argparse.ArgumentParser:
         "/openapi.json. Point bots at it with MODEL_HOST_URL.",
     )
     serve.add_argument("--host", help="interface to listen on (default MODEL_SERVER_HOST)")
-    serve.add_argument("--port", type=int, help="port (default MODEL_SERVER_PORT)")
+    serve.add_argument("--port", type=_port, help="port (default MODEL_SERVER_PORT)")
     serve.add_argument(
         "--lazy", action="store_true", help="load each model on its first request, not at start"
     )
@@ -94,6 +107,37 @@ def _settings_errors(exc: ValidationError) -> str:
     )
 
 
+def _database_url(settings: Settings) -> str:
+    """The settings' database URL, once an engine for it builds (without connecting), so that a
+    URL SQLAlchemy cannot use is told as such. The reasons are fixed words: SQLAlchemy's
+    messages quote parts of the URL, and an unescaped "/" or "@" in a password makes that part
+    the password."""
+    from sqlalchemy.exc import ArgumentError, InvalidRequestError, NoSuchModuleError
+
+    from bot.compose import ConfigurationError
+    from storage.db import create_engine
+
+    try:
+        url = settings.db_url  # rewriting a postgresql:// URL for asyncpg parses it too
+        create_engine(url)
+    except NoSuchModuleError:
+        reason = f"SQLAlchemy knows no such database; {DATABASE_URL_HINT}"
+    except ArgumentError:
+        reason = f"it does not parse; {DATABASE_URL_HINT}"
+    except ImportError as exc:
+        reason = f"its driver ({exc.name or 'a module'}) is not installed; {DATABASE_URL_HINT}"
+    except InvalidRequestError:
+        reason = f"its driver is not an asyncio one; {DATABASE_URL_HINT}"
+    except ValueError:
+        reason = (
+            "it is malformed; check that the port is a number and that special characters in "
+            "the password are percent-encoded"
+        )
+    else:
+        return url
+    raise ConfigurationError(f"DATABASE_URL is not a usable database URL: {reason}")
+
+
 def _upgrade(settings: Settings, revision: str = "head", *, down: bool = False) -> None:
     """Migrate the database; what stops it (no server, an unknown revision) is told in a line
     (`ConfigurationError`) that never holds DATABASE_URL, which may carry a password."""
@@ -104,7 +148,7 @@ def _upgrade(settings: Settings, revision: str = "head", *, down: bool = False) 
     from bot.migrate import downgrade, upgrade
 
     try:
-        (downgrade if down else upgrade)(settings.db_url, revision)
+        (downgrade if down else upgrade)(_database_url(settings), revision)
     except CommandError as exc:
         raise ConfigurationError(f"database migration: {exc}") from None
     except OSError as exc:

@@ -11,6 +11,19 @@ from bot.settings import Settings
 from storage.handoffs import HandoffView
 
 PREVIEW_CHARS = 70
+MAX_ID = 2**31 - 1
+
+
+def _handoff_id(text: str) -> int:
+    """An argparse type: an id the database can hold (the column is a 32-bit INTEGER on
+    PostgreSQL), so a huge number is a usage error, not an overflow inside the driver."""
+    try:
+        number = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a hand-off id") from None
+    if not 1 <= number <= MAX_ID:
+        raise argparse.ArgumentTypeError(f"{number} is not a hand-off id (1 to {MAX_ID})")
+    return number
 
 
 def add_parser(commands: Any) -> None:
@@ -29,7 +42,7 @@ def add_parser(commands: Any) -> None:
     )
     listing.add_argument("--all", action="store_true", help="closed ones too")
     show = actions.add_parser("show", help="one hand-off with its conversation")
-    show.add_argument("id", type=int, metavar="ID")
+    show.add_argument("id", type=_handoff_id, metavar="ID")
     answer = actions.add_parser(
         "answer",
         help="answer a hand-off: the bot sends it into the user's chat, and closes the hand-off",
@@ -37,7 +50,7 @@ def add_parser(commands: Any) -> None:
         "question came from by `switchboard run`, which retries until the platform takes it; "
         "it then joins the conversation, so the bot's next answers know it.",
     )
-    answer.add_argument("id", type=int, metavar="ID")
+    answer.add_argument("id", type=_handoff_id, metavar="ID")
     answer.add_argument("text", nargs="+", metavar="TEXT", help="the answer")
     answer.add_argument(
         "--by", metavar="NAME", help='who answers, shown as "NAME from the support team"'
@@ -46,7 +59,7 @@ def add_parser(commands: Any) -> None:
         "close",
         help="mark a hand-off answered some other way (also stops an answer that keeps failing)",
     )
-    close.add_argument("id", type=int, metavar="ID")
+    close.add_argument("id", type=_handoff_id, metavar="ID")
 
 
 def _status(h: HandoffView) -> str:

@@ -25,6 +25,17 @@ PURCHASE_FORMAT = (
 )
 
 
+def _positive(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (a batch of 0 rows would import nothing)."""
+    try:
+        number = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{number} is not a positive whole number")
+    return number
+
+
 def add_parsers(commands: Any) -> None:
     """Add the `catalog`, `purchases` and `eval` commands to the CLI's subparsers."""
     catalog = commands.add_parser("catalog", help="product catalog for /buy and /recommend")
@@ -35,7 +46,7 @@ def add_parsers(commands: Any) -> None:
         "import", help="import products from a CSV or JSON-lines file", description=PRODUCT_FORMAT
     )
     products.add_argument("file", type=Path, metavar="FILE")
-    products.add_argument("--batch-size", type=int, default=256, help="rows embedded at once")
+    products.add_argument("--batch-size", type=_positive, default=256, help="rows embedded at once")
     products.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     purchases = commands.add_parser("purchases", help="purchase histories for /recommend")
@@ -46,7 +57,7 @@ def add_parsers(commands: Any) -> None:
         "import", help="import purchases from a CSV or JSON-lines file", description=PURCHASE_FORMAT
     )
     bought.add_argument("file", type=Path, metavar="FILE")
-    bought.add_argument("--batch-size", type=int, default=5000, help="rows written at once")
+    bought.add_argument("--batch-size", type=_positive, default=5000, help="rows written at once")
     bought.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     evaluate = commands.add_parser("eval", help="measure a service on public data")
@@ -61,7 +72,7 @@ def add_parsers(commands: Any) -> None:
     recommend.add_argument("data_dir", type=Path, metavar="DATA_DIR")
     recommend.add_argument("--only", choices=("games", "ml-100k"), help="one dataset only")
     recommend.add_argument(
-        "--threads", type=int, default=1, help="torch threads for embedding (default 1)"
+        "--threads", type=_positive, default=1, help="torch threads for embedding (default 1)"
     )
 
 
@@ -95,6 +106,9 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
 
     if args.command == "eval":
         return await _evaluate(settings, args)
+    if args.file.is_dir():
+        print(f"switchboard: {args.file} is a folder, not a file", file=sys.stderr)
+        return 2
     if not args.file.is_file():
         print(f"switchboard: no such file: {args.file}", file=sys.stderr)
         return 2
@@ -130,25 +144,50 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _missing_folder(data_dir: Path, folders: list[str]) -> str | None:
+    """What is not there of DATA_DIR and its dataset folders, said in a line; None when all are."""
+    for folder in [data_dir, *(data_dir / name for name in folders)]:
+        if folder.is_file():
+            return f"{folder} is a file, not a folder"
+        if not folder.is_dir():
+            return f"no such folder: {folder}"
+    return None
+
+
 async def _evaluate(settings: Settings, args: argparse.Namespace) -> int:
+    from services.recommend import datasets
+
+    every = {
+        "games": (datasets.GAMES, datasets.load_games),
+        "ml-100k": (datasets.MOVIELENS, datasets.load_movielens),
+    }
+    loaders = {key: loader for key, loader in every.items() if args.only in (None, key)}
+    folders = [folder for folder, _ in loaders.values()]
+    # Checked before torch and the embedder load, which take seconds.
+    if problem := _missing_folder(args.data_dir, folders):
+        print(
+            f"switchboard: {problem} (DATA_DIR should hold {' and '.join(folders)})",
+            file=sys.stderr,
+        )
+        return 2
     import torch
 
     from bot.model_services import build_embedder
-    from services.recommend import datasets, evaluation
+    from services.recommend import evaluation
 
     torch.set_num_threads(args.threads)  # the machine is shared; embedding is cached anyway
     embedder = build_embedder(settings)
     cache = settings.data_dir / "cache" / "recommend"
-    loaders = {
-        "games": (datasets.GAMES, datasets.load_games),
-        "ml-100k": (datasets.MOVIELENS, datasets.load_movielens),
-    }
     results: dict[str, list[evaluation.Result]] = {}
     started = time.perf_counter()
     for key, (folder, load) in loaders.items():
-        if args.only not in (None, key):
-            continue
-        dataset = load(args.data_dir / folder)
+        try:
+            dataset = load(args.data_dir / folder)
+        except OSError as exc:  # a file missing or unreadable inside the dataset's folder
+            # numpy's loadtxt says which file in the message and sets no filename
+            reason = f"{exc.filename}: {exc.strerror}" if exc.filename else str(exc)
+            print(f"switchboard: cannot read {reason}", file=sys.stderr)
+            return 2
         vectors = await evaluation.cached_embeddings(
             dataset.texts, embedder=embedder, cache_dir=cache, name=key
         )

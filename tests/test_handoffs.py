@@ -257,6 +257,17 @@ def test_cli_lists_shows_and_closes_handoffs(
     assert cli.main(["handoffs", "show", "9"]) == 1
 
 
+@pytest.mark.parametrize("action", ["show", "close", "answer"])
+@pytest.mark.parametrize("handoff_id", ["0", "-1", str(2**31), "99999999999999999999", "one"])
+def test_cli_refuses_an_id_no_handoff_can_have(
+    action: str, handoff_id: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["handoffs", action, handoff_id, "Yes."][: 4 if action == "answer" else 3])
+    assert exit_info.value.code == 2
+    assert "argument ID: " in capsys.readouterr().err
+
+
 def test_cli_answers_a_handoff_from_a_chat_the_bot_can_reach(
     migrated: Settings, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

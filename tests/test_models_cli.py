@@ -41,3 +41,11 @@ def test_warm_reports_each_model_and_fails_when_one_cannot_load(
         "FAILED: local:stabilityai/sd-turbo: local images: OSError('no model hub here')"
     )
     assert "local folder" in out[2]
+
+
+@pytest.mark.parametrize("port", ["0", "65536", "99999", "http"])
+def test_serve_models_takes_only_a_tcp_port(port: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["serve-models", "--lazy", "--port", port])
+    assert exit_info.value.code == 2
+    assert "argument --port: " in capsys.readouterr().err

@@ -41,3 +41,104 @@ def test_imports_print_a_summary_and_bad_lines(
 
     assert main(["purchases", "import", str(tmp_path / "missing.csv")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("latin1.csv", "id,title\n1,Café crème\n".encode("latin-1")),
+        ("latin1.jsonl", '{"id": "1", "title": "Café"}\n'.encode("latin-1")),
+        ("binary.csv", bytes(range(256)) * 4),
+    ],
+)
+def test_a_file_that_is_not_utf8_is_refused_in_a_line(
+    name: str,
+    content: bytes,
+    settings: Settings,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    assert main(["purchases", "import", str(path), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == [f"switchboard: {name}: not UTF-8 text; save it as UTF-8"]
+
+
+def test_a_csv_the_csv_reader_refuses_is_told_with_its_line(
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setattr(model_services, "build_embedder", lambda _settings: FakeEmbedder())
+    path = tmp_path / "catalog.csv"
+    path.write_text(f"id,title,description\na,Apple,\nb,Banana,{'x' * 200_000}\n")
+    assert main(["catalog", "import", str(path), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        "switchboard: catalog.csv: line 3: field larger than field limit (131072)"
+    ]
+
+
+@pytest.mark.parametrize("size", ["0", "-1", "many"])
+@pytest.mark.parametrize("command", ["catalog", "purchases"])
+def test_a_batch_size_below_one_is_a_usage_error(
+    command: str, size: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "import", str(tmp_path / "rows.csv"), "--batch-size", size])
+    assert exit_info.value.code == 2
+    assert "argument --batch-size: " in capsys.readouterr().err
+
+
+def test_a_folder_is_not_taken_for_a_missing_file(
+    settings: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["catalog", "import", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"switchboard: {tmp_path} is a folder, not a file"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("given", "only", "told"),
+    [
+        ("missing", [], "no such folder: {data}"),
+        ("file", [], "{data} is a file, not a folder"),
+        ("empty", ["--only", "games"], "no such folder: {data}/amazon-games-llmrank"),
+        ("ml-100k", [], "no such folder: {data}/amazon-games-llmrank"),
+    ],
+)
+def test_eval_without_its_datasets_says_what_is_missing(
+    given: str,
+    only: list[str],
+    told: str,
+    settings: Settings,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    data = tmp_path / "datasets"
+    if given == "file":
+        data.write_text("")
+    elif given != "missing":
+        data.mkdir()
+        if given != "empty":
+            (data / given).mkdir()
+    assert main(["eval", "recommend", str(data), *only]) == 2
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"switchboard: {told.format(data=data)} (DATA_DIR should hold ")
+
+
+def test_eval_names_a_dataset_file_that_is_not_there(
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setattr(model_services, "build_embedder", lambda _settings: FakeEmbedder())
+    (tmp_path / "ml-100k").mkdir()
+    assert main(["eval", "recommend", str(tmp_path), "--only", "ml-100k"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"switchboard: cannot read {tmp_path}/ml-100k/u.genre: No such file or directory"
+    ]

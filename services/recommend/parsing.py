@@ -62,23 +62,35 @@ class PurchaseRow:
 def records(path: Path, *, required: tuple[str, ...]) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, record) pairs; a JSON line that does not parse yields an empty record
     with the parse error under the key ``"\\0error"``."""
-    if path.suffix.lower() in JSON_SUFFIXES:
-        yield from _json_lines(path)
-        return
+    try:
+        if path.suffix.lower() in JSON_SUFFIXES:
+            yield from _json_lines(path)
+        else:
+            yield from _csv_rows(path, required=required)
+    except UnicodeDecodeError:
+        # Found only when the reader gets there, so rows before it may be imported already.
+        raise FileFormatError(f"{path.name}: not UTF-8 text; save it as UTF-8") from None
+
+
+def _csv_rows(path: Path, *, required: tuple[str, ...]) -> Iterator[tuple[int, dict[str, Any]]]:
     if path.suffix.lower() not in {".csv", ".tsv", ".txt"}:
         raise FileFormatError(f"{path.name}: use .csv (with a header row) or .jsonl")
     with path.open(newline="", encoding="utf-8-sig") as file:
         dialect = "excel-tab" if path.suffix.lower() == ".tsv" else "excel"
         reader = csv.DictReader(file, dialect=dialect)
-        header = [name.strip().lower() for name in reader.fieldnames or []]
-        missing = [c for c in required if c not in header]
-        if missing:
-            raise FileFormatError(f"{path.name}: the header lacks {', '.join(missing)}")
-        reader.fieldnames = header
-        start = reader.line_num + 1
-        for record in reader:
-            yield start, dict(record)
+        start = 1  # where the record being read begins: the header, then each row
+        try:
+            header = [name.strip().lower() for name in reader.fieldnames or []]
+            missing = [c for c in required if c not in header]
+            if missing:
+                raise FileFormatError(f"{path.name}: the header lacks {', '.join(missing)}")
+            reader.fieldnames = header
             start = reader.line_num + 1
+            for record in reader:
+                yield start, dict(record)
+                start = reader.line_num + 1
+        except csv.Error as exc:  # e.g. a field over the csv module's size limit
+            raise FileFormatError(f"{path.name}: line {start}: {exc}") from None
 
 
 def _json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
