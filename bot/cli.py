@@ -12,6 +12,7 @@ from typing import get_args
 from pydantic import ValidationError
 
 from bot import handoff_cli, kb_cli, shop_cli
+from bot.argtypes import whole_number
 from bot.settings import LogLevel, Settings
 
 log = logging.getLogger("switchboard")
@@ -21,18 +22,8 @@ NO_PLATFORM_HINT = (
     "Set TELEGRAM_BOT_TOKEN or SLACK_BOT_TOKEN in .env to connect a platform (see README)."
 )
 
+PORT = whole_number("a port", 1, 65535)  # as MODEL_SERVER_PORT is checked
 DATABASE_URL_HINT = "use postgresql://user:password@host:5432/name or sqlite+aiosqlite:///path.db"
-
-
-def _port(text: str) -> int:
-    """An argparse type: a TCP port, 1 to 65535, as MODEL_SERVER_PORT is checked."""
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 1 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"{port} is not a port (1 to 65535)")
-    return port
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -87,7 +78,7 @@ def _parser() -> argparse.ArgumentParser:
         "/openapi.json. Point bots at it with MODEL_HOST_URL.",
     )
     serve.add_argument("--host", help="interface to listen on (default MODEL_SERVER_HOST)")
-    serve.add_argument("--port", type=_port, help="port (default MODEL_SERVER_PORT)")
+    serve.add_argument("--port", type=PORT, help="port (default MODEL_SERVER_PORT)")
     serve.add_argument(
         "--lazy", action="store_true", help="load each model on its first request, not at start"
     )

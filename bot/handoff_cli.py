@@ -7,23 +7,13 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.argtypes import whole_number
 from bot.settings import Settings
 from storage.handoffs import HandoffView
 
 PREVIEW_CHARS = 70
-MAX_ID = 2**31 - 1
-
-
-def _handoff_id(text: str) -> int:
-    """An argparse type: an id the database can hold (the column is a 32-bit INTEGER on
-    PostgreSQL), so a huge number is a usage error, not an overflow inside the driver."""
-    try:
-        number = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a hand-off id") from None
-    if not 1 <= number <= MAX_ID:
-        raise argparse.ArgumentTypeError(f"{number} is not a hand-off id (1 to {MAX_ID})")
-    return number
+# The column is a 32-bit INTEGER on PostgreSQL: a larger number would overflow in the driver.
+HANDOFF_ID = whole_number("a hand-off id", 1, 2**31 - 1)
 
 
 def add_parser(commands: Any) -> None:
@@ -42,7 +32,7 @@ def add_parser(commands: Any) -> None:
     )
     listing.add_argument("--all", action="store_true", help="closed ones too")
     show = actions.add_parser("show", help="one hand-off with its conversation")
-    show.add_argument("id", type=_handoff_id, metavar="ID")
+    show.add_argument("id", type=HANDOFF_ID, metavar="ID")
     answer = actions.add_parser(
         "answer",
         help="answer a hand-off: the bot sends it into the user's chat, and closes the hand-off",
@@ -50,7 +40,7 @@ def add_parser(commands: Any) -> None:
         "question came from by `switchboard run`, which retries until the platform takes it; "
         "it then joins the conversation, so the bot's next answers know it.",
     )
-    answer.add_argument("id", type=_handoff_id, metavar="ID")
+    answer.add_argument("id", type=HANDOFF_ID, metavar="ID")
     answer.add_argument("text", nargs="+", metavar="TEXT", help="the answer")
     answer.add_argument(
         "--by", metavar="NAME", help='who answers, shown as "NAME from the support team"'
@@ -59,7 +49,7 @@ def add_parser(commands: Any) -> None:
         "close",
         help="mark a hand-off answered some other way (also stops an answer that keeps failing)",
     )
-    close.add_argument("id", type=_handoff_id, metavar="ID")
+    close.add_argument("id", type=HANDOFF_ID, metavar="ID")
 
 
 def _status(h: HandoffView) -> str:

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bot.argtypes import whole_number
 from bot.settings import Settings
 
 SHOWN_ERRORS = 50
@@ -25,15 +26,8 @@ PURCHASE_FORMAT = (
 )
 
 
-def _positive(text: str) -> int:
-    """An argparse type: a whole number of at least 1 (a batch of 0 rows would import nothing)."""
-    try:
-        number = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"{number} is not a positive whole number")
-    return number
+# A batch of 0 rows would import nothing; 0 threads would make torch fail.
+POSITIVE = whole_number("a positive whole number")
 
 
 def add_parsers(commands: Any) -> None:
@@ -46,7 +40,7 @@ def add_parsers(commands: Any) -> None:
         "import", help="import products from a CSV or JSON-lines file", description=PRODUCT_FORMAT
     )
     products.add_argument("file", type=Path, metavar="FILE")
-    products.add_argument("--batch-size", type=_positive, default=256, help="rows embedded at once")
+    products.add_argument("--batch-size", type=POSITIVE, default=256, help="rows embedded at once")
     products.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     purchases = commands.add_parser("purchases", help="purchase histories for /recommend")
@@ -57,7 +51,7 @@ def add_parsers(commands: Any) -> None:
         "import", help="import purchases from a CSV or JSON-lines file", description=PURCHASE_FORMAT
     )
     bought.add_argument("file", type=Path, metavar="FILE")
-    bought.add_argument("--batch-size", type=_positive, default=5000, help="rows written at once")
+    bought.add_argument("--batch-size", type=POSITIVE, default=5000, help="rows written at once")
     bought.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     evaluate = commands.add_parser("eval", help="measure a service on public data")
@@ -72,7 +66,7 @@ def add_parsers(commands: Any) -> None:
     recommend.add_argument("data_dir", type=Path, metavar="DATA_DIR")
     recommend.add_argument("--only", choices=("games", "ml-100k"), help="one dataset only")
     recommend.add_argument(
-        "--threads", type=_positive, default=1, help="torch threads for embedding (default 1)"
+        "--threads", type=POSITIVE, default=1, help="torch threads for embedding (default 1)"
     )
 
 

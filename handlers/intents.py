@@ -174,6 +174,11 @@ class Intent:
     # Decided by the message's form (a question or not), no exemplar being near enough.
     by_form: bool = False
 
+    @staticmethod
+    def of_form(text: str, score: float = 0.0) -> Intent:
+        """A question or chat, by how ``text`` reads."""
+        return Intent(QUESTION if looks_like_question(text) else CHAT, score, by_form=True)
+
 
 def looks_like_question(text: str) -> bool:
     stripped = text.strip()
@@ -226,7 +231,7 @@ class IntentClassifier:
         return float(np.mean(hits))
 
     async def classify(self, text: str, embedder: Embedder | None) -> Intent:
-        by_form = Intent(QUESTION if looks_like_question(text) else CHAT, 0.0, by_form=True)
+        by_form = Intent.of_form(text)
         try:
             exemplars = await self._exemplars(embedder) if embedder is not None else None
             if embedder is None or exemplars is None:  # the surface form alone
@@ -246,8 +251,7 @@ class IntentClassifier:
         # their verb they need a clearly closer match than a question or chat does.
         needed = self.threshold if best in cued or best not in CUES else ACTION_THRESHOLD
         if scores[best] < needed:
-            form = QUESTION if looks_like_question(text) else CHAT
-            return Intent(form, scores[best], by_form=True)
+            return Intent.of_form(text, scores[best])
         return Intent(best, scores[best])
 
 
@@ -293,7 +297,7 @@ async def route_text(ctx: Context, text: str, intent: Intent) -> str:
         ):
             await command.handler(ctx, args)
             return name
-        intent = Intent(QUESTION if looks_like_question(text) else CHAT, 0.0, by_form=True)
+        intent = Intent.of_form(text)
     if (intent.name == QUESTION and await kb_has_documents(ctx)) or (
         # "yo can i get my money back" reads like chat but is a support question: a message
         # that is not clearly chat goes to the knowledge base when that knows the answer.

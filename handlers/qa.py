@@ -149,15 +149,8 @@ def register(router: Router) -> None:
 
     @router.action(HANDOFF)
     async def handoff(ctx: Context, data: str) -> None:
-        question = (
-            await asked_question(
-                ctx.session,
-                conversation_id=ctx.conversation.id,
-                user_id=ctx.user.id,
-                event_id=data,
-            )
-            if data
-            else None
+        question = await asked_question(
+            ctx.session, conversation_id=ctx.conversation.id, user_id=ctx.user.id, event_id=data
         )
         if not question:
             # Forged, forgotten (/forget), or another group member's question: only the asker

@@ -253,8 +253,7 @@ class KnowledgeBase:
         index = await self._current(session)
         if not index.sources or not query.strip():
             return []
-        vectors = await self.embedder.embed([query, context] if context else [query])
-        vector = _unit(vectors[0] + context_weight * vectors[1:].sum(axis=0))
+        plain, vector = await self._query_vectors(query, context, context_weight)
         if vector.shape[0] != index.dim:
             log.error(
                 "the KB was embedded with %d dimensions, the embedder gives %d: re-add it",
@@ -268,14 +267,12 @@ class KnowledgeBase:
         # context, the better of the two: "is that covered?" is answered by a sentence about
         # cover, whatever the last turn was; "and for Spain?" needs the last turn's topic.
         sources = [index.sources[group.row] for group in groups]
-        plain = _unit(vectors[0])
         best_sentences = [
             float(np.maximum(matrix @ plain, matrix @ vector).max())
             for matrix in await self.sentence_vectors(sources)
         ]
         hits = []
-        for group, sentence in zip(groups, best_sentences, strict=True):
-            source = index.sources[group.row]
+        for group, source, sentence in zip(groups, sources, best_sentences, strict=True):
             threshold = self.thresholds.get(source.kind, self.thresholds["passage"])
             supported = group.confidence + SENTENCE_WEIGHT * sentence
             confidence = group.faq_confidence if source.kind == "faq" else supported
@@ -312,8 +309,15 @@ class KnowledgeBase:
         self, query: str, *, context: str = "", weight: float = 1.0
     ) -> NDArray[np.float32]:
         """The query's unit vector; a context's embedding is added, scaled by ``weight``."""
+        return (await self._query_vectors(query, context, weight))[1]
+
+    async def _query_vectors(
+        self, query: str, context: str, weight: float
+    ) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+        """The query's unit vector alone, and with the context's added (scaled by ``weight``),
+        from one embedding call."""
         vectors = await self.embedder.embed([query, context] if context else [query])
-        return _unit(vectors[0] + weight * vectors[1:].sum(axis=0))
+        return _unit(vectors[0]), _unit(vectors[0] + weight * vectors[1:].sum(axis=0))
 
     async def _current(self, session: AsyncSession) -> _Index:
         version = await repo.kb_version(session)
