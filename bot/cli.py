@@ -208,6 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     configure_logging(args.log_level or settings.log_level, settings.secrets())
     from bot.compose import ConfigurationError
+    from services.modelhost.offline import OfflineModelError
 
     try:
         if args.command == "db":
@@ -243,5 +244,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigurationError as exc:
         print(f"switchboard: {exc}", file=sys.stderr)
         return 2
+    except OfflineModelError as exc:
+        print(f"switchboard: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130

@@ -49,3 +49,53 @@ def test_serve_models_takes_only_a_tcp_port(port: str, capsys: pytest.CaptureFix
         cli.main(["serve-models", "--lazy", "--port", port])
     assert exit_info.value.code == 2
     assert "argument --port: " in capsys.readouterr().err
+
+
+FULL_DISK_ERRORS = {  # what the OS raises, and what safetensors' Rust writer raises instead
+    "oserror": "No space left on device",
+    "safetensors": "Error while serializing: I/O error: No space left on device (os error 28)",
+}
+
+
+@pytest.mark.parametrize("raised", sorted(FULL_DISK_ERRORS))
+def test_models_fetch_on_a_full_disk_is_one_line_and_leaves_no_half_model(
+    raised: str,
+    settings: Settings,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import errno
+    from pathlib import Path
+
+    import transformers
+    from safetensors import SafetensorError
+
+    from services.modelhost import offline
+
+    models_dir = settings.data_dir / "models"
+    gguf = models_dir / "gguf" / offline.SMOLLM2_GGUF
+    gguf.parent.mkdir(parents=True)
+    gguf.write_bytes(b"stand-in; the loaders below never read it")
+
+    class FullDisk:
+        config = type("Config", (), {})()
+
+        def save_pretrained(self, folder: Path) -> None:
+            Path(folder).mkdir(parents=True)
+            (Path(folder) / "model.safetensors").write_bytes(b"half")
+            if raised == "oserror":
+                raise OSError(errno.ENOSPC, FULL_DISK_ERRORS[raised])
+            raise SafetensorError(FULL_DISK_ERRORS[raised])
+
+    loader = staticmethod(lambda *_args, **_kwargs: FullDisk())
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", loader)
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", loader)
+    monkeypatch.setenv("DATA_DIR", str(settings.data_dir))
+    assert cli.main(["models", "fetch"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "Traceback" not in "\n".join(err)
+    assert err[-1] == (
+        f"switchboard: could not write the converted {offline.SMOLLM2} under {models_dir}:"
+        f" {FULL_DISK_ERRORS[raised]} (it needs about {offline.CONVERTED_MB} MB free)"
+    )
+    assert sorted(p.name for p in models_dir.iterdir()) == ["gguf"]

