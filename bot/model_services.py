@@ -280,6 +280,14 @@ async def warm_models(settings: Settings) -> int:
     return 1 if any(r.error is not None for r in results) else 0
 
 
+async def warm_host(model_host: ModelHost) -> None:
+    """Load each model the host serves; one that fails is marked so in ``model_host.failed``."""
+    for kind, model in model_host.served().items():
+        for result in await _warm_each([model]):
+            if result.error is not None:
+                model_host.failed[kind] = result.error
+
+
 async def serve_models(settings: Settings, *, host: str, port: int, warm: bool) -> int:
     """`switchboard serve-models`: the local models over HTTP until interrupted."""
     import uvicorn
@@ -290,9 +298,7 @@ async def serve_models(settings: Settings, *, host: str, port: int, warm: bool) 
     local = local_settings(settings)
     model_host = build_model_host(local, text=build_text_generator(local))
     if warm:
-        await _warm_each(
-            [model_host.text, model_host.sentiment, model_host.embeddings, model_host.images]
-        )
+        await warm_host(model_host)
     if model_host.api_key is None and host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("serving models on %s without MODEL_HOST_API_KEY: anyone can use them", host)
     config = uvicorn.Config(
@@ -307,5 +313,7 @@ async def serve_models(settings: Settings, *, host: str, port: int, warm: bool) 
         timeout_keep_alive=75,
     )
     log.info("model server on http://%s:%s serving %s", host, port, model_host.models())
+    if model_host.failed:
+        log.warning("not serving until they load: %s", ", ".join(sorted(model_host.failed)))
     await uvicorn.Server(config).serve()
     return 0

@@ -152,7 +152,7 @@ def openapi_spec(host: ModelHost) -> dict[str, Any]:
             "title": "Switchboard model server",
             "version": "1.0.0",
             "description": "OpenAI-compatible routes and vLLM-style /classify. Serving: "
-            + ", ".join(f"{k}={v}" for k, v in host.models().items()),
+            + ", ".join(f"{k}={host.model_id(k)}" for k in host.served()),
         },
         "paths": {
             "/v1/models": {

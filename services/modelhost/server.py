@@ -14,7 +14,7 @@ import secrets
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -71,20 +71,26 @@ class ModelHost:
     max_images: int = 4
     max_side: int = 1024
     api_key: str | None = None
+    # Kind -> why its model did not load. Such a kind is left out of /v1/models and named in
+    # /healthz until a request to it succeeds (a provider retries its load on its own terms).
+    failed: dict[str, str] = field(default_factory=dict)
 
-    def models(self) -> dict[str, str]:
-        """Kind -> model id, as /v1/models lists them."""
-        served = {
+    def served(self) -> dict[str, object]:
+        """Kind -> model, for every kind this server was given."""
+        kinds = {
             "chat": self.text,
             "embeddings": self.embeddings,
             "classify": self.sentiment,
             "images": self.images,
         }
-        return {
-            kind: str(getattr(model, "name", kind)).removeprefix("local:")
-            for kind, model in served.items()
-            if model is not None
-        }
+        return {kind: model for kind, model in kinds.items() if model is not None}
+
+    def model_id(self, kind: str) -> str:
+        return str(getattr(self.served()[kind], "name", kind)).removeprefix("local:")
+
+    def models(self) -> dict[str, str]:
+        """Kind -> model id of the models ready to serve, as /v1/models lists them."""
+        return {kind: self.model_id(kind) for kind in self.served() if kind not in self.failed}
 
 
 class ApiError(Exception):
@@ -151,13 +157,17 @@ class ModelServer:
     def __init__(self, host: ModelHost) -> None:
         self.host = host
 
-    def guarded(self, endpoint: Endpoint) -> Endpoint:
-        """Bearer-token check, and every failure as an OpenAI-style error body."""
+    def guarded(self, endpoint: Endpoint, kind: str | None = None) -> Endpoint:
+        """Bearer-token check, and every failure as an OpenAI-style error body. A success for
+        ``kind`` shows that its model has loaded after all."""
 
         async def handle(request: Request) -> Response:
             try:
                 self._authorise(request)
-                return await endpoint(request)
+                response = await endpoint(request)
+                if kind is not None and response.status_code < 400:
+                    self.host.failed.pop(kind, None)
+                return response
             except ApiError as exc:
                 return exc.response()
             except BusyError as exc:
@@ -215,7 +225,7 @@ class ModelServer:
             first = await anext(chunks)
         except StopAsyncIteration:
             first = ""
-        model = body.model or self.host.models()["chat"]
+        model = body.model or self.host.model_id("chat")
         completion = _Completion(model=model, max_tokens=max_tokens, prompt_tokens=prompt_tokens)
         if body.stream:
             return StreamingResponse(
@@ -243,7 +253,7 @@ class ModelServer:
             {
                 "object": "list",
                 "data": data,
-                "model": body.model or self.host.models()["embeddings"],
+                "model": body.model or self.host.model_id("embeddings"),
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
             }
         )
@@ -287,7 +297,7 @@ class ModelServer:
                 "id": f"classify-{uuid.uuid4().hex}",
                 "object": "list",
                 "created": int(time.time()),
-                "model": body.model or self.host.models()["classify"],
+                "model": body.model or self.host.model_id("classify"),
                 "data": [
                     {"index": i, "label": s.label, "score": s.score} for i, s in enumerate(labels)
                 ],
@@ -373,15 +383,17 @@ def build_model_app(host: ModelHost) -> Starlette:
         return JSONResponse(spec)
 
     async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok", "models": host.models()})
+        # Liveness stays 200: the models that did load still serve.
+        status = "degraded" if host.failed else "ok"
+        return JSONResponse({"status": status, "models": host.models(), "failed": host.failed})
 
     routes = [
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/v1/models", server.guarded(server.models), methods=["GET"]),
-        Route("/v1/chat/completions", server.guarded(server.chat), methods=["POST"]),
-        Route("/v1/embeddings", server.guarded(server.embeddings), methods=["POST"]),
-        Route("/v1/images/generations", server.guarded(server.images), methods=["POST"]),
-        Route("/classify", server.guarded(server.classify), methods=["POST"]),
+        Route("/v1/chat/completions", server.guarded(server.chat, "chat"), methods=["POST"]),
+        Route("/v1/embeddings", server.guarded(server.embeddings, "embeddings"), methods=["POST"]),
+        Route("/v1/images/generations", server.guarded(server.images, "images"), methods=["POST"]),
+        Route("/classify", server.guarded(server.classify, "classify"), methods=["POST"]),
     ]
     return Starlette(routes=routes)

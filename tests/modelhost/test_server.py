@@ -20,7 +20,7 @@ from services.modelhost.batched import BatchedSentimentAnalyzer
 from services.modelhost.schemas import MAX_TEXT_CHARS, MAX_TOTAL_CHARS
 from services.modelhost.server import MAX_BODY_BYTES, ModelHost, build_model_app
 from services.providers.local_embeddings import LocalEmbedder
-from services.types import Sentiment
+from services.types import ProviderError, Sentiment
 from tests.modelhost.conftest import serving
 
 
@@ -233,3 +233,38 @@ async def test_a_full_queue_is_a_503_busy() -> None:
         assert [r.status_code for r in await asyncio.gather(running, waiting)] == [200, 200]
     assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
     assert "busy, try again" in busy.json()["error"]["message"]
+
+
+class LateEmbedder:
+    """Fails its start-up load, then works, as a model whose files arrive late does."""
+
+    name = "local:late-minilm"
+    dim = 2
+
+    async def warm(self) -> None:
+        raise ProviderError("unavailable", detail="local embeddings: OSError('no model hub here')")
+
+    async def embed(self, texts: Sequence[str]) -> np.ndarray:
+        return np.ones((len(texts), self.dim), dtype=np.float32)
+
+
+async def test_a_model_that_failed_to_load_is_not_listed_until_it_serves() -> None:
+    from bot.model_services import warm_host
+
+    host = ModelHost(embeddings=LateEmbedder())  # type: ignore[arg-type]
+    await warm_host(host)
+    async with serving(build_model_app(host)) as url, httpx.AsyncClient() as http:
+        health = await http.get(f"{url}/healthz")
+        assert health.status_code == 200  # liveness: the rest of the server still serves
+        assert health.json() == {
+            "status": "degraded",
+            "models": {},
+            "failed": {"embeddings": "local embeddings: OSError('no model hub here')"},
+        }
+        assert (await client(url).models.list()).data == []
+        response = await client(url).embeddings.create(model="late-minilm", input=["hi"])
+        assert len(response.data) == 1
+        listed = await client(url).models.list()
+        assert [m.id for m in listed.data] == ["late-minilm"]
+        health = await http.get(f"{url}/healthz")
+        assert health.json()["status"] == "ok" and health.json()["failed"] == {}
