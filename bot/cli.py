@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import get_args
@@ -196,6 +197,10 @@ async def _run(settings: Settings) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command != "models":
+        # Each model load draws a progress bar: noise in a chat, a service log or kb add's own
+        # bar. `models fetch` and `models warm` keep theirs, loading is what they are for.
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     try:
         settings = Settings()
     except ValidationError as exc:
