@@ -41,6 +41,7 @@ CHUNKER_VERSION = b"chunker-2\n"  # 2: Markdown front matter, text-file headings
 EMBED_BATCH = 256
 # Sentence vectors of recently retrieved sources: a few MB at MiniLM's size.
 SENTENCE_CACHE = 2048
+QUESTION_CACHE = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +176,9 @@ class KnowledgeBase:
         self._lock = asyncio.Lock()
         # A source's sentence vectors, least recently used first.
         self._sentences: OrderedDict[Source, NDArray[np.float32]] = OrderedDict()
+        # The latest questions' own unit vectors: quoting an answer needs the one its search
+        # has just embedded.
+        self._questions: OrderedDict[str, NDArray[np.float32]] = OrderedDict()
 
     # --- ingestion -----------------------------------------------------------------------
 
@@ -309,6 +313,8 @@ class KnowledgeBase:
         self, query: str, *, context: str = "", weight: float = 1.0
     ) -> NDArray[np.float32]:
         """The query's unit vector; a context's embedding is added, scaled by ``weight``."""
+        if not context and query in self._questions:
+            return self._questions[query]
         return (await self._query_vectors(query, context, weight))[1]
 
     async def _query_vectors(
@@ -317,7 +323,12 @@ class KnowledgeBase:
         """The query's unit vector alone, and with the context's added (scaled by ``weight``),
         from one embedding call."""
         vectors = await self.embedder.embed([query, context] if context else [query])
-        return _unit(vectors[0]), _unit(vectors[0] + weight * vectors[1:].sum(axis=0))
+        plain = _unit(vectors[0])
+        self._questions[query] = plain
+        self._questions.move_to_end(query)
+        while len(self._questions) > QUESTION_CACHE:
+            self._questions.popitem(last=False)
+        return plain, _unit(vectors[0] + weight * vectors[1:].sum(axis=0))
 
     async def _current(self, session: AsyncSession) -> _Index:
         version = await repo.kb_version(session)

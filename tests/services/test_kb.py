@@ -21,6 +21,8 @@ from services.kb.index import LexicalIndex
 from services.kb.ingest import NO_FILES, ingest_paths
 from services.kb.knowledge import Hit, KnowledgeBase, Source, _merged, embedding_model
 from services.kb.retrieval import Retriever
+from services.qa.answer import extract
+from services.qa.standalone import Query
 from storage import knowledge as repo
 from storage.db import SessionFactory, create_engine, session_factory, unit_of_work
 from storage.models import Chunk, Document
@@ -422,3 +424,22 @@ async def test_a_folder_with_nothing_to_ingest_fails(
     ]
     assert results[0].error == results[2].error == NO_FILES
     assert NO_FILES.startswith("no supported files found here (.csv, .htm, .html, .markdown, .md,")
+
+
+async def test_quoting_an_answer_does_not_embed_its_question_again(
+    sessions: SessionFactory, docs: Path
+) -> None:
+    embedded: list[str] = []
+
+    class Counting(HashingEmbedder):
+        async def embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
+            embedded.extend(texts)
+            return await super().embed(texts)
+
+    kb = KnowledgeBase(Counting())
+    await ingest_paths(kb, sessions, [docs])
+    question = "how long does a refund take"
+    async with unit_of_work(sessions) as session:
+        hits = await kb.search(session, question, context="I returned a lamp", k=4)
+    await extract(Query(question), hits, kb=kb)
+    assert embedded.count(question) == 1
