@@ -8,18 +8,23 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING
 
 from handlers.context import Context
 from handlers.feedback import feedback_buttons
 from handlers.router import Router
 from handlers.types import Button, Reply
 from services.budget import PER_TURN_OVERHEAD
+from services.kb.knowledge import Hit, KnowledgeBase
 from services.qa.answer import DONT_KNOW, Generate, Quote, Unknown, plan_answer
-from services.qa.standalone import standalone_question
+from services.qa.standalone import Query, combine, is_short, standalone_question
 from services.types import ProviderError
 from storage import repositories as repo
 from storage.handoffs import BUTTON_EVENT_ID, asked_question, request_handoff
 from storage.models import Message
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +59,9 @@ async def answer_question(ctx: Context, question: str) -> None:
             question, ctx.history, text=text_model if config.capable_model else None
         )
         async with ctx.reading() as session:
-            hits = await kb.search(
-                session,
-                query.text,
-                context=query.context,
-                context_weight=query.context_weight,
-                k=config.top_k,
-            )
+            hits = await _search(kb, session, query, config.top_k)
+            if not query.context and not any(h.confident for h in hits):
+                query, hits = await _lean_on_context(kb, session, query, hits, ctx, config.top_k)
             empty = not hits and await kb.size(session) == 0
         if empty:
             await ctx.reply_text(EMPTY_KB)
@@ -99,6 +100,36 @@ async def answer_question(ctx: Context, question: str) -> None:
         )
         async with ctx.responder.typing():
             await ctx.reply_stream(_with_footer(chunks, plan.footer), buttons=buttons)
+
+
+async def _search(kb: KnowledgeBase, session: AsyncSession, query: Query, k: int) -> list[Hit]:
+    return await kb.search(
+        session, query.text, context=query.context, context_weight=query.context_weight, k=k
+    )
+
+
+async def _lean_on_context(
+    kb: KnowledgeBase,
+    session: AsyncSession,
+    query: Query,
+    hits: list[Hit],
+    ctx: Context,
+    k: int,
+) -> tuple[Query, list[Hit]]:
+    """A question that reads as standalone and finds nothing may still lean on the last
+    exchange without saying so ("how long do I have?" after a question about returns): search
+    it once more with that exchange. Only a short question is: a longer one names its subject,
+    and a new, unanswerable question must not be answered from the last topic. Nor is an
+    answer that the last reply already cited taken: it would only repeat that reply."""
+    combined = combine(query.text, ctx.history)
+    if not combined.context or not is_short(query.text):
+        return query, hits
+    leaning = await _search(kb, session, combined, k)
+    confident = [h for h in leaning if h.confident]
+    last_answer = next((t.text for t in reversed(ctx.history) if t.role == "assistant"), "")
+    if confident and confident[0].source.citation not in last_answer:
+        return combined, leaning
+    return query, hits
 
 
 async def kb_has_documents(ctx: Context) -> bool:

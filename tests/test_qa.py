@@ -133,6 +133,38 @@ async def test_unanswerable_question_says_so_and_offers_a_person(qa_app: App) ->
     assert "handoff" in kinds
 
 
+LUMO_DOCS = Path(__file__).parents[1] / "bench" / "data" / "support" / "docs"
+
+
+@pytest.fixture
+async def lumo_app(
+    migrated: Settings, fake_text: FakeTextGenerator, minilm: LocalEmbedder
+) -> AsyncIterator[App]:
+    app = make_app(migrated, fake_text, minilm)
+    assert app.services.kb is not None
+    await ingest_paths(app.services.kb, app.sessions, [LUMO_DOCS])
+    yield app
+    await app.close()
+
+
+async def test_a_short_question_that_leans_on_the_last_answer_unsaid_is_answered(
+    lumo_app: App,
+) -> None:
+    # No "it" or "that", and five words: read alone, it matches nothing well enough.
+    (first,) = await say(lumo_app, "Can I return a lamp I already installed?")
+    assert first.endswith("[1] faq — Q: Can I return a lamp I already installed?")
+    assert await say(lumo_app, "how long do I have?", chat="cold") == [DONT_KNOW]
+    (answer,) = await say(lumo_app, "how long do I have?")
+    assert "30 days" in answer and "Return window" in answer.split("Sources:")[1]
+
+
+async def test_a_new_question_is_not_answered_from_the_last_topic(lumo_app: App) -> None:
+    (first,) = await say(lumo_app, "How much does shipping cost?")
+    assert first.endswith("[1] faq — Q: How much does shipping cost?")
+    assert await say(lumo_app, "What is the wattage of the Lumo Arc floor lamp?") == [DONT_KNOW]
+    assert await say(lumo_app, "what about the wattage?") == [DONT_KNOW]
+
+
 SHOP = {
     "shipping.md": """# Shipping
 

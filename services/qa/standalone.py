@@ -17,6 +17,7 @@ from services.types import ProviderError, TextGenerator, Turn
 log = logging.getLogger(__name__)
 
 RECENT_USER_TURNS = 2
+SHORT_WORDS = 6
 _REFERRING = frozenset(
     "it its it's that this these those they them their there he she his her one ones such "  # noqa: SIM905
     "same also too else".split()
@@ -34,6 +35,11 @@ REWRITE_INSTRUCTION = (
 
 def _words(text: str) -> list[str]:
     return re.findall(r"[a-z']+", text.lower())
+
+
+def is_short(question: str) -> bool:
+    """Short enough to leave its subject unsaid ("how long do I have?")."""
+    return len(_words(question)) <= SHORT_WORDS
 
 
 def is_follow_up(question: str) -> bool:
