@@ -1,7 +1,8 @@
 """Terminal chat through the same dispatch path as every other platform.
 
 Interactive on a terminal (a prompt, streamed replies); on a pipe it reads one message per line,
-prints the replies and exits at the end of input.
+prints the replies and exits at the end of input. Replies' Markdown is rendered: with ANSI styles on
+a terminal (unless NO_COLOR is set, https://no-color.org), as plain text otherwise.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import logging
+import os
 import sys
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -16,6 +18,7 @@ from contextlib import AbstractAsyncContextManager, nullcontext
 from pathlib import Path
 from typing import ClassVar, TextIO
 
+from bot.platforms.console_render import MarkdownStream, render
 from handlers.middleware import NotStored, say_not_saved
 from handlers.types import Button, Dispatch, Incoming, Reply
 
@@ -39,16 +42,30 @@ def to_incoming(line: str, *, user: str, pressable: Sequence[Button] = ()) -> In
     )
 
 
+def wants_styles(out: TextIO) -> bool:
+    """ANSI styles only on a terminal, and not when NO_COLOR is set to anything."""
+    return out.isatty() and not os.environ.get("NO_COLOR")
+
+
 class ConsoleResponder:
-    def __init__(self, out: TextIO, image_dir: Path, shown: list[Button] | None = None) -> None:
+    def __init__(
+        self,
+        out: TextIO,
+        image_dir: Path,
+        shown: list[Button] | None = None,
+        *,
+        styled: bool = False,
+    ) -> None:
         self._out = out
         self._image_dir = image_dir
+        self._styled = styled
         # The buttons last shown, which the next line can press by number (shared per console).
         self._shown = shown if shown is not None else []
 
     def _write(self, text: str) -> None:
-        self._out.write(text)
-        self._out.flush()
+        if text:
+            self._out.write(text)
+            self._out.flush()
 
     async def send(self, reply: Reply) -> None:
         if reply.image is not None:
@@ -57,21 +74,22 @@ class ConsoleResponder:
             path.write_bytes(reply.image)
             self._write(f"[image saved to {path}]\n")
         if reply.text:
-            self._write(reply.text.rstrip() + "\n")
+            self._write(render(reply.text, styled=self._styled) + "\n")
         if reply.buttons:
             self._show_buttons(reply.buttons)
 
     async def stream(self, chunks: AsyncIterator[str], *, buttons: tuple[Button, ...] = ()) -> str:
         parts: list[str] = []
+        rendering = MarkdownStream(styled=self._styled)
         try:
             async for chunk in chunks:
                 if not parts:
                     chunk = chunk.lstrip()
                 parts.append(chunk)
-                self._write(chunk)
+                self._write(rendering.feed(chunk))
         finally:
             if parts:
-                self._write("\n")
+                self._write(rendering.close() + "\n")
         if parts and buttons:
             self._show_buttons(buttons)
         return "".join(parts).strip()
@@ -101,9 +119,10 @@ class ConsolePlatform:
         self._user = user or getpass.getuser()
         self._stopping = False
         self._shown: list[Button] = []
+        self._styled = wants_styles(self._out)
 
     def responder_for(self, incoming: Incoming) -> ConsoleResponder:
-        return ConsoleResponder(self._out, self._image_dir, self._shown)
+        return ConsoleResponder(self._out, self._image_dir, self._shown, styled=self._styled)
 
     @property
     def interactive(self) -> bool:
@@ -112,7 +131,7 @@ class ConsolePlatform:
     async def start(self, dispatch: Dispatch) -> None:
         """Runs until end of input (or Ctrl-D / Ctrl-C on a terminal)."""
         loop = asyncio.get_running_loop()
-        responder = ConsoleResponder(self._out, self._image_dir, self._shown)
+        responder = ConsoleResponder(self._out, self._image_dir, self._shown, styled=self._styled)
         if self.interactive:
             self._out.write(
                 "Switchboard console chat. /help lists commands; a button's number presses it;"

@@ -36,6 +36,7 @@ from tests.fakes.telegram_server import (
         ("***both*** ~~gone~~ \\*literal\\*", "<b><i>both</i></b> <s>gone</s> *literal*"),
         ("**bold `code` bold**", "<b>bold </b><code>code</code><b> bold</b>"),
         ("# Title\n- one\n* two\n1. three", "<b>Title</b>\n• one\n• two\n1. three"),
+        ("# **Title** and *it*", "<b>Title and <i>it</i></b>"),
         ("> quoted\n> more", "<blockquote>quoted\nmore</blockquote>"),
         (
             "```python\nif a < b:\n    pass\n```",

@@ -16,17 +16,17 @@ Mark = tuple[str, str]
 CODE: Mark = ("code", "")
 QUOTE: Mark = ("blockquote", "")
 
-_FENCE = re.compile(r"^\s{0,3}(`{3,}|~{3,})\s*([\w+#.-]*)")
+FENCE = re.compile(r"^\s{0,3}(`{3,}|~{3,})\s*([\w+#.-]*)")
 _HEADING = re.compile(r"^\s{0,3}#{1,6}\s+(.*?)(?:\s+#+)?\s*$")
 _BULLET = re.compile(r"^(\s*)[-*+]\s+(.*)$")
 _NUMBERED = re.compile(r"^(\s*)(\d{1,9}[.)])\s+(.*)$")
-_QUOTE_LINE = re.compile(r"^\s{0,3}>\s?(.*)$")
+QUOTE_LINE = re.compile(r"^\s{0,3}>\s?(.*)$")
 _RULE = re.compile(r"^\s{0,3}([-*_])(?:\s*\1){2,}\s*$")
-_LINK = re.compile(r"\[([^\]\n]+)\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"\n]*\")?\s*\)")
-_SAFE_URL = re.compile(r"^(?:https?://|tg://|mailto:)", re.IGNORECASE)
+LINK = re.compile(r"\[([^\]\n]+)\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"\n]*\")?\s*\)")
+SAFE_URL = re.compile(r"^(?:https?://|tg://|mailto:)", re.IGNORECASE)
 _ESCAPABLE = set("\\`*_{}[]()#+-.!~|<>")
 # Longest first, so "**" is tried before "*".
-_DELIMITERS = (("**", "b"), ("__", "b"), ("~~", "s"), ("*", "i"), ("_", "i"))
+DELIMITERS = (("**", "b"), ("__", "b"), ("~~", "s"), ("*", "i"), ("_", "i"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,11 +59,11 @@ def _lines(raw: list[str]) -> list[_Line]:
     out: list[_Line] = []
     i = 0
     while i < len(raw):
-        fence = _FENCE.match(raw[i])
+        fence = FENCE.match(raw[i])
         if fence:
             i = _code_block(raw, i, fence=fence, out=out)
             continue
-        quote = _QUOTE_LINE.match(raw[i])
+        quote = QUOTE_LINE.match(raw[i])
         if quote:
             previous = out[-1].block if out else None
             block = previous if previous and previous[1] == QUOTE else (i, QUOTE)
@@ -131,16 +131,18 @@ def _inline_at(text: str, i: int, *, marks: tuple[Mark, ...]) -> tuple[list[Span
     if text[i] == "`":
         return _code_span(text, i, marks=marks)
     if text[i] == "[":
-        link = _LINK.match(text, i)
-        if link and _SAFE_URL.match(link.group(2)):
+        link = LINK.match(text, i)
+        if link and SAFE_URL.match(link.group(2)):
             return _inline(link.group(1), (*marks, ("a", link.group(2)))), link.end()
         return None
-    for delimiter, kind in _DELIMITERS:
-        if text.startswith(delimiter, i) and (kind, "") not in marks:
-            end = _closing(text, i, delimiter=delimiter)
+    for delimiter, kind in DELIMITERS:
+        if text.startswith(delimiter, i):
+            end = closing_delimiter(text, i, delimiter=delimiter)
             if end is not None:
                 inner = text[i + len(delimiter) : end]
-                return _inline(inner, (*marks, (kind, ""))), end + len(delimiter)
+                # Bold inside bold (a heading's **Title**) adds nothing, but its markers go.
+                nested = marks if (kind, "") in marks else (*marks, (kind, ""))
+                return _inline(inner, nested), end + len(delimiter)
     return None
 
 
@@ -154,7 +156,7 @@ def _code_span(text: str, i: int, *, marks: tuple[Mark, ...]) -> tuple[list[Span
     return [Span(text[i + run : end].strip() or " ", (*outer, CODE))], end + run
 
 
-def _closing(text: str, i: int, *, delimiter: str) -> int | None:
+def closing_delimiter(text: str, i: int, *, delimiter: str) -> int | None:
     """Where the emphasis opened at ``i`` closes, by CommonMark's rules of thumb: the opener is
     followed and the closer preceded by non-space, and ``_`` never works inside a word."""
     size, char = len(delimiter), delimiter[0]
