@@ -280,7 +280,12 @@ class LocalSentimentAnalyzer:
         return tokenizer, model, labels
 
     async def warm(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(None, self._load)
+        await asyncio.get_running_loop().run_in_executor(None, self._load_all)
+
+    def _load_all(self) -> None:
+        self._load()
+        if self._chinese is not None:
+            self._chinese.load()
 
     def predict(self, texts: Sequence[str]) -> list[Sentiment]:
         """Label a whole batch synchronously (the model host's micro-batcher calls this)."""

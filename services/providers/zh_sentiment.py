@@ -68,7 +68,7 @@ class ChineseSentiment:
         self._bias = 0.0
         self._lock = threading.Lock()
 
-    def _load(self) -> NDArray[np.float32]:
+    def load(self) -> NDArray[np.float32]:
         with self._lock:
             if self._weights is None:
                 from safetensors.numpy import load_file
@@ -80,7 +80,7 @@ class ChineseSentiment:
 
     def probability(self, text: str) -> float:
         """How likely ``text`` is positive, 0..1."""
-        weights = self._load()
+        weights = self.load()
         buckets = ngram_buckets(text)
         score = self._bias + (float(weights[buckets].mean()) if len(buckets) else 0.0)
         return 1.0 / (1.0 + float(np.exp(-score)))
