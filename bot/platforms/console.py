@@ -18,7 +18,7 @@ from contextlib import AbstractAsyncContextManager, nullcontext
 from pathlib import Path
 from typing import ClassVar, TextIO
 
-from bot.platforms.console_render import MarkdownStream, render
+from bot.platforms.console_render import MarkdownStream, render, sanitize
 from handlers.middleware import NotStored, say_not_saved
 from handlers.types import Button, Dispatch, Incoming, Reply
 
@@ -96,7 +96,8 @@ class ConsoleResponder:
 
     def _show_buttons(self, buttons: Sequence[Button]) -> None:
         self._shown[:] = buttons
-        self._write("  ".join(f"[{i}: {b.label}]" for i, b in enumerate(buttons, 1)) + "\n")
+        labels = (sanitize(b.label) for b in buttons)  # product names come from imported data
+        self._write("  ".join(f"[{i}: {label}]" for i, label in enumerate(labels, 1)) + "\n")
 
     def typing(self) -> AbstractAsyncContextManager[None]:
         return nullcontext()

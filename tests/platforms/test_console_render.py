@@ -349,3 +349,15 @@ async def test_stream_returns_the_raw_markdown(tmp_path: Path) -> None:
     text = await responder.stream(chunks_of("  **Swi", "tch", "board** stats\n"))
     assert text == "**Switchboard** stats"
     assert out.getvalue() == f"{BOLD}Switchboard{UNBOLD} stats\n"
+
+
+async def test_button_labels_cannot_drive_the_terminal(tmp_path: Path) -> None:
+    from handlers.types import Button, Reply
+
+    out = FakeTty()
+    responder = ConsoleResponder(out, tmp_path, styled=True)
+    # A product title from an imported catalog becomes a button label.
+    evil = Button("Lamp\x1b]0;pwned\x07\x1b[2J\x9b31m", "buy:1")
+    await responder.send(Reply(text="Which one?", buttons=(evil, Button("Desk", "buy:2"))))
+    assert out.getvalue().endswith("[1: Lamp]0;pwned[2J31m]  [2: Desk]\n")
+    assert not any(c in out.getvalue() for c in "\x1b\x07\x9b")
