@@ -24,6 +24,8 @@ _REFERRING = frozenset(
 )
 _OPENERS = ("and ", "but ", "so ", "also ", "what about", "how about", "what if", "then ")
 _COMMAND = re.compile(r"^/\w+(@\w+)?\s*")
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_WORD = re.compile(f"[{_CJK}]|[^\\W\\d_{_CJK}]+(?:'[^\\W\\d_{_CJK}]+)*")
 _SOURCES = re.compile(r"\n\s*Sources:\s*\n")
 _CITATION = re.compile(r"\s*\[\d+\]")
 _EXTRACT_HEAD = "From the knowledge base:"
@@ -34,7 +36,9 @@ REWRITE_INSTRUCTION = (
 
 
 def _words(text: str) -> list[str]:
-    return re.findall(r"[a-z']+", text.lower())
+    """Words in any alphabet; Chinese and Japanese characters count one each (a Chinese word
+    is one or two of them), so a long question in those scripts is not taken as a short one."""
+    return _WORD.findall(text.lower())
 
 
 def is_short(question: str) -> bool:
