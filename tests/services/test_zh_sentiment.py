@@ -16,8 +16,16 @@ from services.providers.zh_sentiment import (
     normalise,
 )
 
-POSITIVE = ["非常好吃，服务也很棒，下次还来", "质量很好，物流很快，很满意", "iPhone 真好用，推荐购买"]
-NEGATIVE = ["太难吃了，送餐还慢，再也不点了", "质量太差，用了两天就坏了", "房间又脏又小，服务态度很差"]
+POSITIVE = [
+    "非常好吃，服务也很棒，下次还来",
+    "质量很好，物流很快，很满意",
+    "iPhone 真好用，推荐购买",
+]
+NEGATIVE = [
+    "太难吃了，送餐还慢，再也不点了",
+    "质量太差，用了两天就坏了",
+    "房间又脏又小，服务态度很差",
+]
 
 
 @pytest.mark.parametrize(
