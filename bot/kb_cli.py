@@ -10,6 +10,8 @@ from bot.settings import Settings
 from services.kb.loaders import FORMATS
 
 FORMAT_LIST = ", ".join(sorted(FORMATS))
+# Reads 50+ languages; downloaded from the Hugging Face hub on first use.
+MULTILINGUAL_EXAMPLE = "sentence-transformers/paraphrase-multilingual-MiniLM-L12-v2"
 
 
 def add_parser(commands: Any) -> None:
@@ -58,6 +60,13 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
             for r in results:
                 detail = r.error if r.status == "failed" else f"{r.chunks} chunks  {r.title}"
                 print(f"{r.status:<11} {r.path}  {detail}")
+                if r.unreadable:
+                    print(
+                        f"  warning: {r.unreadable} of its {r.chunks} chunks are in a script that"
+                        f" {kb.model} cannot read, so questions about them get \"I don't know\"."
+                        f" Set EMBEDDING_MODEL to a multilingual model ({MULTILINGUAL_EXAMPLE})"
+                        " and add it again."
+                    )
             statuses = ("added", "updated", "re-embedded", "unchanged", "failed")
             counts = {s: sum(r.status == s for r in results) for s in statuses}
             print(", ".join(f"{n} {s}" for s, n in counts.items() if n or s != "re-embedded"))

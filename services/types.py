@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
@@ -75,6 +75,18 @@ class Embedder(Protocol):
     def dim(self) -> int: ...
 
     async def embed(self, texts: Sequence[str]) -> NDArray[np.float32]: ...
+
+
+@runtime_checkable
+class ReadsText(Protocol):
+    """An embedder that can tell when it cannot read a text (a script its vocabulary lacks):
+    a search with such a text finds nothing rather than noise."""
+
+    def readable(self, text: str) -> bool: ...
+
+
+def unreadable(embedder: object, text: str) -> bool:
+    return isinstance(embedder, ReadsText) and not embedder.readable(text)
 
 
 class ImageGenerator(Protocol):

@@ -84,3 +84,24 @@ def test_a_binary_file_fails_alone_and_an_empty_folder_fails_the_command(
         ".md, .pdf, .text, .txt; hidden ones are skipped)"
     )
     assert total == "0 added, 0 updated, 0 unchanged, 1 failed"
+
+
+def test_kb_add_warns_about_documents_the_model_cannot_read(
+    migrated: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    class EnglishOnly(HashingEmbedder):
+        def readable(self, text: str) -> bool:
+            return not any("\u4e00" <= char <= "\u9fff" for char in text)
+
+    monkeypatch.setattr(model_services, "build_embedder", lambda _settings: EnglishOnly())
+    (tmp_path / "faq.csv").write_text(
+        "question,answer\n如何退货？,三十天内可退货。\nHow do I return a lamp?,Within 30 days.\n"
+    )
+    (tmp_path / "hours.txt").write_text("We are open from 9 to 5 on weekdays.\n")
+    assert main(["kb", "add", str(tmp_path), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "warning: 1 of its 2 chunks are in a script that" in out
+    assert "EMBEDDING_MODEL" in out and out.count("warning:") == 1

@@ -332,3 +332,37 @@ async def test_a_support_question_written_as_chat_is_answered_from_the_kb(
     # Chat stays chat, with documents or without.
     for message in ("hello", "I had a long day", "thanks a lot", "tell me a joke"):
         assert await say(qa_app, message) == ["Hello from the fake model."], message
+
+
+@pytest.mark.parametrize(
+    ("text", "readable"),
+    [
+        ("怎么开发票", False),  # every character an unknown token to MiniLM
+        ("我买了一个台灯", False),
+        ("great service 👍", True),  # emoji are not letters
+        ("Hello there🖐🏻", True),  # nor do they hide the word they are glued to
+        ("टीम ज्वाईन नही हो रहा", False),  # Hindi
+        ("Wie lange dauert der Versand?", True),
+        ("iPhone 真好用", True),  # mostly read
+    ],
+)
+def test_the_packaged_minilm_says_which_texts_it_cannot_read(
+    minilm: LocalEmbedder, text: str, readable: bool
+) -> None:
+    assert minilm.readable(text) is readable
+
+
+async def test_a_question_the_model_cannot_read_is_not_answered_from_noise(
+    migrated: Settings, fake_text: FakeTextGenerator, minilm: LocalEmbedder, tmp_path: Path
+) -> None:
+    # One Chinese FAQ row: to MiniLM every Chinese text is a near-copy of every other.
+    (tmp_path / "faq.csv").write_text("question,answer\n如何退货？,三十天内可退货。\n")
+    app = make_app(migrated, fake_text, minilm)
+    assert app.services.kb is not None
+    await ingest_paths(app.services.kb, app.sessions, [tmp_path])
+    try:
+        assert await say(app, "/ask 怎么开发票") == [DONT_KNOW]
+        fake_text.answer = "你好！"
+        assert await say(app, "你好") == ["你好！"]  # small talk stays chat
+    finally:
+        await app.close()

@@ -30,7 +30,7 @@ from services.kb.retrieval import (
     RetrievalConfig,
     Retriever,
 )
-from services.types import Embedder
+from services.types import Embedder, unreadable
 from storage import knowledge as repo
 from storage.models import Document
 
@@ -86,6 +86,7 @@ class IngestResult:
     chunks: int = 0
     title: str = ""
     error: str = ""
+    unreadable: int = 0  # chunks in a script the embedding model cannot read
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,7 +217,10 @@ class KnowledgeBase:
         status: Literal["added", "updated", "re-embedded"] = (
             "added" if existing is None else "re-embedded" if same_text else "updated"
         )
-        return IngestResult(key, status, len(chunks), document.title)
+        unread = await asyncio.to_thread(
+            lambda: sum(unreadable(self.embedder, d.embed_text) for d in drafts)
+        )
+        return IngestResult(key, status, len(chunks), document.title, unreadable=unread)
 
     async def _embed(self, drafts: Sequence[ChunkDraft]) -> list[repo.NewChunk]:
         vectors = [
@@ -258,6 +262,9 @@ class KnowledgeBase:
         if not index.sources or not query.strip():
             return []
         plain, vector = await self._query_vectors(query, context, context_weight)
+        if unreadable(self.embedder, query):
+            log.info("the embedding model cannot read the question; nothing matches it")
+            return []
         if vector.shape[0] != index.dim:
             log.error(
                 "the KB was embedded with %d dimensions, the embedder gives %d: re-add it",

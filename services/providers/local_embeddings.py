@@ -14,6 +14,7 @@ import asyncio
 import json
 import logging
 import threading
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -40,6 +41,10 @@ ENCODER_FORMAT = "switchboard-lora-encoder/1"
 # (`bench/support_check.py --calibrate --embedding-model minilm-intents`).
 INTENTS_PASSAGE_THRESHOLD = 0.71
 FAILED = "The embedding model failed, try again in a minute."
+# A text whose letters fall this much or more into unknown tokens ([UNK]) is not read: its
+# vector is noise that sits close to any other such text. all-MiniLM-L6-v2 knows a few hundred
+# Chinese characters, so most Chinese embeds this way ("怎么开发票" is all [UNK]).
+UNREADABLE_SHARE = 1 / 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +140,13 @@ def load_sentence_model(
     return PairedEncoder(plain, adapted.to(device))
 
 
+def _symbol(char: str) -> bool:
+    """Emoji, their skin-tone modifiers, variation selectors and other symbols or formats."""
+    return unicodedata.category(char) in ("So", "Sk", "Cf", "Co", "Cs") or (
+        "\ufe00" <= char <= "\ufe0f"
+    )
+
+
 class LocalEmbedder:
     """L2-normalised float32 embeddings; the model loads once, on first use or ``warm``."""
 
@@ -193,6 +205,28 @@ class LocalEmbedder:
     def passage_threshold(self) -> float | None:
         """The passage answer threshold calibrated for this model, if not the plain MiniLM's."""
         return INTENTS_PASSAGE_THRESHOLD if self.model_id == INTENTS_MODEL else None
+
+    def readable(self, text: str) -> bool:
+        """Whether the model reads ``text``: under UNREADABLE_SHARE of its letters fall in
+        unknown tokens. Emoji and digits are not letters: "great 👍" reads."""
+        model = self._load()
+        tokenizer = (model.models[0] if isinstance(model, PairedEncoder) else model).tokenizer
+        unknown = tokenizer.unk_token_id
+        # Symbols glued to a word ("there🖐🏻") make the whole word one unknown token, though
+        # the model reads it well enough without them.
+        text = "".join(" " if _symbol(char) else char for char in text)
+        letters = sum(char.isalpha() for char in text)
+        if unknown is None or not letters or not getattr(tokenizer, "is_fast", False):
+            return True
+        encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        unread = sum(
+            sum(char.isalpha() for char in text[start:end])
+            for token, (start, end) in zip(
+                encoded["input_ids"], encoded["offset_mapping"], strict=True
+            )
+            if token == unknown
+        )
+        return unread < UNREADABLE_SHARE * letters
 
     @property
     def dim(self) -> int:

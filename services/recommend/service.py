@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.recommend.index import CatalogIndex, Pick
 from services.recommend.model import Params, Weights
 from services.recommend.rerank import Reranker
-from services.types import Embedder, ProviderError
+from services.types import Embedder, ProviderError, unreadable
 from storage import catalog as repo
 
 log = logging.getLogger(__name__)
@@ -139,6 +139,8 @@ class Recommender:
         if len(index) == 0:
             return []
         vector = (await self._embedder.embed([query]))[0]
+        if unreadable(self._embedder, query):  # after embed(), which loads the model off the loop
+            return []
         content = index.model.content
         if content.embeddings.shape[1] != len(vector):
             log.warning(

@@ -227,3 +227,20 @@ async def test_a_product_newer_than_the_index_counts_as_bought(
     finally:
         await app.close()
     assert "haven't bought anything" not in text
+
+
+async def test_buy_by_meaning_never_records_what_the_model_cannot_read(
+    shop_app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    embedder = shop_app.services.embeddings
+    # As the packaged MiniLM does for most Chinese: the text is all unknown tokens, and its
+    # vector is noise that can sit close to any product.
+    monkeypatch.setattr(
+        embedder,
+        "readable",
+        lambda text: not any("\u4e00" <= c <= "\u9fff" for c in text),
+        raising=False,
+    )
+    assert "found nothing" in await say(shop_app, "/buy 冰箱 keyboard ergonomic")
+    assert await bought_by(shop_app, "ada") == []
+    assert "you bought **Ergonomic Keyboard**" in await say(shop_app, "/buy keyboard ergonomic")
