@@ -63,7 +63,7 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
                 if r.unreadable:
                     print(
                         f"  warning: {r.unreadable} of its {r.chunks} chunks are in a script that"
-                        f" {kb.model} cannot read, so questions about them get \"I don't know\"."
+                        f' {kb.model} cannot read, so questions about them get "I don\'t know".'
                         f" Set EMBEDDING_MODEL to a multilingual model ({MULTILINGUAL_EXAMPLE})"
                         " and add it again."
                     )

@@ -117,9 +117,12 @@ class RowStreamer(BaseStreamer):  # type: ignore[misc]
 
     def _flush(self, row: int, *, final: bool) -> None:
         text = self._tokenizer.decode(self.tokens[row], skip_special_tokens=True)
-        # A multi-byte character split across tokens decodes as U+FFFD until it is complete.
-        if text.endswith("\ufffd") and not final:
-            return
+        # A multi-byte character split across tokens decodes as U+FFFD until it is complete;
+        # at the end it never will be (the reply was cut at its length): leave it out.
+        if text.endswith("\ufffd"):
+            if not final:
+                return
+            text = text.rstrip("\ufffd")
         # Text already sent cannot be taken back; were decoding ever to rewrite a prefix,
         # only what lies past it is sent.
         piece = text[len(self._printed[row]) :]

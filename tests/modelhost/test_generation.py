@@ -55,3 +55,14 @@ async def test_a_reader_that_leaves_early_does_not_stop_the_others(
 
     piece, full = await asyncio.gather(first_piece(), ask(smollm2, QUESTIONS[0]))
     assert piece and "Paris" in full
+
+
+async def test_a_reply_cut_inside_a_character_does_not_end_in_a_replacement_mark(
+    smollm2: LocalTextGenerator,
+) -> None:
+    # Chinese characters take several byte-level tokens: some limits cut one in half.
+    replies = await asyncio.gather(
+        *(ask(smollm2, "写一首关于秋天的短诗", max_tokens=n) for n in range(1, 13))
+    )
+    assert not any(reply.endswith("\ufffd") for reply in replies)
+    assert any(reply.strip() for reply in replies)
