@@ -16,11 +16,19 @@ from storage.db import SessionFactory, unit_of_work
 log = logging.getLogger(__name__)
 
 NOT_CONFIGURED = "Sentiment analysis is not configured on this bot."
+UNREADABLE = "I can't tell the sentiment of text in this language (or of symbols alone)."
 EMOJI = {"positive": "🙂", "negative": "🙁", "neutral": "😐"}
+UNKNOWN = "unknown"  # what a model answers for a text it cannot read
+# Below this confidence a label is a lean, not a verdict, and is shown as one.
+SURE = 0.65
 
 
 def describe(sentiment: Sentiment) -> str:
     label = sentiment.label.lower()
+    if label == UNKNOWN:
+        return UNREADABLE
+    if label in ("positive", "negative") and sentiment.score < SURE:
+        return f"{EMOJI['neutral']} **Unsure**, leaning {label} · confidence {sentiment.score:.0%}"
     text = f"**{label.capitalize()}** · confidence {sentiment.score:.0%}"
     return f"{EMOJI[label]} {text}" if label in EMOJI else text
 
@@ -72,6 +80,8 @@ class TurnSentimentMiddleware:
         assert analyzer is not None
         try:
             [result] = await analyzer.analyze([text])
+            if result.label.lower() == UNKNOWN:
+                return  # nothing to count in /stats' mix
             async with unit_of_work(self._sessions) as session:
                 await repo.set_sentiment(
                     session,

@@ -140,6 +140,28 @@ def load_sentence_model(
     return PairedEncoder(plain, adapted.to(device))
 
 
+def reads(tokenizer: Any, text: str) -> bool:
+    """Whether a model with ``tokenizer`` reads ``text``: under UNREADABLE_SHARE of its letters
+    fall in unknown tokens. Emoji and digits are not letters: "great 👍" reads, "👍" alone
+    does not."""
+    unknown = tokenizer.unk_token_id
+    # Symbols glued to a word ("there🖐🏻") make the whole word one unknown token, though the
+    # model reads it well enough without them.
+    text = "".join(" " if _symbol(char) else char for char in text)
+    letters = sum(char.isalpha() for char in text)
+    if not letters:  # emoji, digits and punctuation alone say nothing the model reads
+        return False
+    if unknown is None or not getattr(tokenizer, "is_fast", False):
+        return True
+    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    unread = sum(
+        sum(char.isalpha() for char in text[start:end])
+        for token, (start, end) in zip(encoded["input_ids"], encoded["offset_mapping"], strict=True)
+        if token == unknown
+    )
+    return unread < UNREADABLE_SHARE * letters
+
+
 def _symbol(char: str) -> bool:
     """Emoji, their skin-tone modifiers, variation selectors and other symbols or formats."""
     return unicodedata.category(char) in ("So", "Sk", "Cf", "Co", "Cs") or (
@@ -207,26 +229,11 @@ class LocalEmbedder:
         return INTENTS_PASSAGE_THRESHOLD if self.model_id == INTENTS_MODEL else None
 
     def readable(self, text: str) -> bool:
-        """Whether the model reads ``text``: under UNREADABLE_SHARE of its letters fall in
-        unknown tokens. Emoji and digits are not letters: "great 👍" reads."""
+        """Whether the model reads ``text`` (see `reads`)."""
         model = self._load()
-        tokenizer = (model.models[0] if isinstance(model, PairedEncoder) else model).tokenizer
-        unknown = tokenizer.unk_token_id
-        # Symbols glued to a word ("there🖐🏻") make the whole word one unknown token, though
-        # the model reads it well enough without them.
-        text = "".join(" " if _symbol(char) else char for char in text)
-        letters = sum(char.isalpha() for char in text)
-        if unknown is None or not letters or not getattr(tokenizer, "is_fast", False):
-            return True
-        encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-        unread = sum(
-            sum(char.isalpha() for char in text[start:end])
-            for token, (start, end) in zip(
-                encoded["input_ids"], encoded["offset_mapping"], strict=True
-            )
-            if token == unknown
+        return reads(
+            (model.models[0] if isinstance(model, PairedEncoder) else model).tokenizer, text
         )
-        return unread < UNREADABLE_SHARE * letters
 
     @property
     def dim(self) -> int:

@@ -27,8 +27,14 @@ from torch import nn
 
 from services.modelhost.device import pick_device, pick_dtype
 from services.modelhost.offline import minilm_path
+from services.providers.local_embeddings import reads
 from services.providers.zh_sentiment import WEIGHTS as ZH_WEIGHTS
-from services.providers.zh_sentiment import ChineseSentiment, is_chinese
+from services.providers.zh_sentiment import (
+    ChineseSentiment,
+    chinese_weight,
+    from_probability,
+    without_chinese,
+)
 from services.types import ProviderError, Sentiment
 
 log = logging.getLogger(__name__)
@@ -37,6 +43,11 @@ DEFAULT_MODEL = "minilm-sst2"
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "sentiment-minilm-sst2.safetensors"
 ADAPTER_FORMAT = "switchboard-lora-classifier/1"
 UNAVAILABLE = "The sentiment model is unavailable, try again in a minute."
+UNKNOWN_LABEL = "unknown"  # a text in a language the model cannot read
+# A text this Chinese or more goes to the Chinese model alone: a few Latin words in a Chinese
+# review are mostly names ("IBM T60"), which only blur it. Chosen on ChnSentiCorp train (84.2%
+# at 0.8 against 83.7% blending every mixed text; 2,368 of its 9,600 reviews hold Latin words).
+ALL_CHINESE = 0.8
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +222,21 @@ def load_adapter_classifier(path: Path) -> tuple[Any, MiniLMClassifier, AdapterC
     return tokenizer, model.eval(), config
 
 
+def _blend(parts: list[tuple[float, float]]) -> float:
+    """Probabilities of "positive" from models that each read part of a text (share, p): each
+    counts by its share and by how sure it is. The Chinese model is fairly sure of plain words
+    with no sentiment ("这个 app 的 UI 设计"), which a share alone would let outvote
+    "really bad"."""
+    weights = [share * abs(p - 0.5) for share, p in parts]
+    if not sum(weights):
+        return sum(share * p for share, p in parts) / sum(share for share, _ in parts)
+    return sum(w * p for w, (_, p) in zip(weights, parts, strict=True)) / sum(weights)
+
+
+def _positive(sentiment: Sentiment) -> float:
+    return sentiment.score if sentiment.label == "positive" else 1.0 - sentiment.score
+
+
 def to_sentiment_label(raw: str, *, index: int, num_labels: int) -> str:
     """Our label for a model's class name; generic ``LABEL_i`` names follow GLUE's order."""
     name = raw.strip().lower()
@@ -291,11 +317,27 @@ class LocalSentimentAnalyzer:
         """Label a whole batch synchronously (the model host's micro-batcher calls this)."""
         if not texts:
             return []
-        if self._chinese is not None:
-            # The SST-2 adapter reads English only: Chinese goes to the character model.
-            chinese = [i for i, text in enumerate(texts) if is_chinese(text)]
-            if chinese:
-                return self._split(texts, chinese, self._chinese)
+        if self._chinese is None:
+            return self._predict_model(texts)
+        # The SST-2 adapter reads English (and other Latin-script text) only. Chinese goes to
+        # the character model, text mixing the two to both, weighted by how much it holds of
+        # each; text in a script neither reads ("この店は最悪です") is not guessed at.
+        weights = [chinese_weight(text) for text in texts]
+        english = [i for i, weight in enumerate(weights) if weight < ALL_CHINESE]
+        english_texts = [without_chinese(texts[i]) if weights[i] else texts[i] for i in english]
+        labelled = dict(zip(english, self._predict_model(english_texts), strict=True))
+        results = []
+        for i, (text, weight) in enumerate(zip(texts, weights, strict=True)):
+            if weight == 0.0 and not reads(self._tokenizer, text):
+                results.append(Sentiment(UNKNOWN_LABEL, 0.0))
+                continue
+            parts = [(weight, self._chinese.probability(text))] if weight else []
+            if i in labelled:
+                parts.append((1.0 - weight, _positive(labelled[i])))
+            results.append(from_probability(_blend(parts)))
+        return results
+
+    def _predict_model(self, texts: Sequence[str]) -> list[Sentiment]:
         self._load()
         # Length-sorted chunks keep padding, and so wasted compute, small on big batches.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
@@ -305,17 +347,6 @@ class LocalSentimentAnalyzer:
             labelled = self._predict_chunk([texts[i] for i in chunk])
             for i, sentiment in zip(chunk, labelled, strict=True):
                 results[i] = sentiment
-        return [r for r in results if r is not None]
-
-    def _split(
-        self, texts: Sequence[str], chinese: list[int], model: ChineseSentiment
-    ) -> list[Sentiment]:
-        results: list[Sentiment | None] = [None] * len(texts)
-        for i, sentiment in zip(chinese, model.predict([texts[i] for i in chinese]), strict=True):
-            results[i] = sentiment
-        rest = [i for i, result in enumerate(results) if result is None]
-        for i, sentiment in zip(rest, self.predict([texts[i] for i in rest]), strict=True):
-            results[i] = sentiment
         return [r for r in results if r is not None]
 
     def _predict_chunk(self, texts: list[str]) -> list[Sentiment]:

@@ -38,12 +38,16 @@ _SPACE = re.compile(r"\s+")
 def is_chinese(text: str) -> bool:
     """Written mainly in Chinese: Han characters outnumber Latin words ("iPhone 真好用" is), and
     it is not Japanese or Korean, which also use Han characters."""
+    return chinese_weight(text) >= 0.5
+
+
+def chinese_weight(text: str) -> float:
+    """How much of ``text`` is Chinese, 0..1: its Han characters' share of them and its Latin
+    words together (a Chinese word is one or two characters). 0 for Japanese and Korean."""
     han = len(_HAN.findall(text))
-    return (
-        han >= 2
-        and han >= len(_LATIN_WORD.findall(text))
-        and len(_KANA_HANGUL.findall(text)) * 4 < han
-    )
+    if not han or len(_KANA_HANGUL.findall(text)) * 4 >= han:
+        return 0.0
+    return han / (han + len(_LATIN_WORD.findall(text)))
 
 
 def normalise(text: str) -> str:
@@ -86,9 +90,14 @@ class ChineseSentiment:
         return 1.0 / (1.0 + float(np.exp(-score)))
 
     def predict(self, texts: Sequence[str]) -> list[Sentiment]:
-        results = []
-        for text in texts:
-            positive = self.probability(text)
-            label = "positive" if positive >= 0.5 else "negative"
-            results.append(Sentiment(label, max(positive, 1.0 - positive)))
-        return results
+        return [from_probability(self.probability(text)) for text in texts]
+
+
+def without_chinese(text: str) -> str:
+    """``text`` with its Han characters blanked: what an English model should read of it."""
+    return _HAN.sub(" ", text)
+
+
+def from_probability(positive: float) -> Sentiment:
+    label = "positive" if positive >= 0.5 else "negative"
+    return Sentiment(label, max(positive, 1.0 - positive))

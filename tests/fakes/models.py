@@ -14,6 +14,15 @@ from services.types import ProviderError, Sentiment
 POSITIVE = {"love", "great", "good", "wonderful", "happy"}
 
 
+def _keyword_sentiment(text: str) -> Sentiment:
+    words = set(text.lower().split())
+    if any("\u3040" <= char <= "\u30ff" for char in text):  # kana: a script it cannot read
+        return Sentiment("unknown", 0.0)
+    if "meh" in words:
+        return Sentiment("positive", 0.55)
+    return Sentiment("positive", 0.9) if words & POSITIVE else Sentiment("negative", 0.8)
+
+
 class FakeSentimentModel:
     """A keyword classifier with the local model's blocking ``predict``; records batches."""
 
@@ -32,12 +41,7 @@ class FakeSentimentModel:
             time.sleep(self.delay)
         if self.fail:
             raise RuntimeError("the fake sentiment model is broken")
-        return [
-            Sentiment("positive", 0.9)
-            if set(t.lower().split()) & POSITIVE
-            else Sentiment("negative", 0.8)
-            for t in texts
-        ]
+        return [_keyword_sentiment(t) for t in texts]
 
     async def analyze(self, texts: Sequence[str]) -> list[Sentiment]:
         return self.predict(texts)

@@ -45,6 +45,11 @@ async def stored(app: App) -> list[tuple[str, str, str | None]]:
     [
         ("I love this wonderful song", "🙂 **Positive** · confidence 90%"),
         ("the service was slow and rude", "🙁 **Negative** · confidence 80%"),
+        ("meh it was ok", "😐 **Unsure**, leaning positive · confidence 55%"),
+        (
+            "この店は最悪です",
+            "I can't tell the sentiment of text in this language (or of symbols alone).",
+        ),
     ],
 )
 async def test_sentiment_answers_label_and_confidence(
@@ -67,6 +72,7 @@ async def test_every_chat_turn_gets_its_sentiment_stored_after_the_reply(model_a
     await say(model_app, "I love talking to you")
     await say(model_app, "this is awful")
     await say(model_app, "/help")
+    await say(model_app, "この店は最悪です")
     assert model_app.turn_sentiment is not None
     await model_app.turn_sentiment.drain()
     rows = await stored(model_app)
@@ -75,6 +81,7 @@ async def test_every_chat_turn_gets_its_sentiment_stored_after_the_reply(model_a
         ("I love talking to you", "positive"),
         ("this is awful", "negative"),
         ("/help", None),  # commands are not conversation turns
+        ("この店は最悪です", None),  # a language the model cannot read: nothing to count
     ]
     assert all(label is None for role, _, label in rows if role == "assistant")
 

@@ -35,7 +35,7 @@ NEGATIVE = [
         ("iPhone 真好用", True),  # Han characters outnumber Latin words
         ("這間酒店環境不錯", True),  # traditional characters
         ("I love this lamp", False),
-        ("好", False),  # one character settles nothing
+        ("差", True),  # one character is enough: "bad"
         ("the 好 movie was great fun", False),
         ("日本語のテキストはとても良いです", False),  # Japanese: kana beside the Han characters
         ("이 램프 정말 좋아요", False),  # Korean
@@ -80,3 +80,19 @@ async def test_the_default_sends_chinese_to_the_character_model_and_keeps_order(
     labels = [r.label for r in await analyzer.analyze(texts)]
     assert labels == ["positive", "negative", "negative", "positive"]
     assert [r.label for r in await analyzer.analyze(NEGATIVE)] == ["negative"] * 3
+
+
+async def test_the_default_does_not_guess_at_what_it_cannot_read() -> None:
+    analyzer = LocalSentimentAnalyzer(device="cpu")
+    texts = ["この店は最悪です", "최악의 서비스", "😡😡😡", "差", "great fun"]
+    labels = [r.label for r in await analyzer.analyze(texts)]
+    assert labels == ["unknown", "unknown", "unknown", "negative", "positive"]
+
+
+async def test_a_text_mixing_chinese_and_english_is_read_by_both_models() -> None:
+    analyzer = LocalSentimentAnalyzer(device="cpu")
+    # The Chinese half says nothing ("this app's UI design"); the English half decides.
+    bad, good = await analyzer.analyze(
+        ["这个 app 的 UI 设计 really bad", "这个 app 的 UI 设计 really great"]
+    )
+    assert (bad.label, good.label) == ("negative", "positive")
