@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 
 from handlers.context import Context
-from handlers.router import Router
+from handlers.router import Router, fold_width
 from handlers.types import Reply
 from services.container import ImageConfig
 from services.images import parse_size
@@ -36,15 +36,17 @@ def _options(words: list[str]) -> tuple[list[str], dict[str, str]] | str:
     index = 0
     while index < len(words):
         word = words[index]
-        name, equals, value = word.partition("=")
+        # A Chinese keyboard types "－－ｎ ２" for "--n 2": options are read folded, while the
+        # prompt words keep the characters the user typed.
+        name, equals, value = fold_width(word).partition("=")
         if name in names:
             if not equals:
                 if index + 1 == len(words):
                     return f"`{name}` needs a value. {USAGE}"
                 index += 1
-                value = words[index]
+                value = fold_width(words[index])
             options[names[name]] = value
-        elif word.startswith("--"):
+        elif name.startswith("--"):
             return f"Unknown option `{word}`. {USAGE}"
         else:
             prompt.append(word)

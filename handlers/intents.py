@@ -164,10 +164,47 @@ _BUY_PREFIX = re.compile(
     re.I,
 )
 
+# Chinese. MiniLM reads Chinese as unknown tokens ("帮我画一只猫" is "[UNK] 我 [UNK] 一 [UNK]
+# [UNK]"): its scores say nothing about a Chinese message, and Chinese exemplars would only blur
+# the English ones. So the form decides a Chinese question, and a whole-message pattern decides
+# a Chinese action; the patterns are narrow because no embedding gives a second opinion.
+_ZH_QUESTION_START = re.compile(
+    r"^(请问|怎么|怎样|如何|为什么|为何|什么(?![都也])|哪(?!怕)|多少(?!有点)|几|"
+    r"是不是|能不能|可不可以|有没有)"
+)
+_ZH_QUESTION_WORD = re.compile(r"怎么|怎样|如何|为什么|为何|什么|哪|多少|谁|啥")
+_ZH_FINAL = re.compile(r"(吗|呢)[?？.。!！~～]*$")
+# A final 呢 also ends statements: "我在吃饭呢" (ongoing), "还早呢" (emphasis).
+_ZH_STATEMENT_NE = re.compile(r"[在着还正]")
+_ZH_ASK = r"(?P<ask>(请你?|麻烦你?)?(你?(能|可以|能不能|可不可以|能否))?)"
+_ZH_FOR_ME = r"(?P<me>帮我|给我|替我|为我|帮忙)?"
+# "一只", "两本", "个": a count and its measure word, dropped from the object ("一个台灯" -> 台灯).
+_ZH_MEASURE = (
+    r"(?P<measure>([一两二三四五六七八九十几0-9０-９]+)(只|个|张|幅|条|座|棵|头|匹|朵|位|片|辆|"
+    r"艘|间|栋|台|本|部|件|双|块|套|副|把|支|瓶|盒|份|款)|个)?"
+)
+_ZH_OBJECT = r"(?P<what>[^，,。；;？?！!、]+?)"  # one clause: "…，但是坏了" is not an order
+_ZH_DRAW = re.compile(
+    rf"^{_ZH_ASK}{_ZH_FOR_ME}(?P<verb>画|绘制|生成)(一下)?{_ZH_MEASURE}{_ZH_OBJECT}"
+    r"(吗|好吗|可以吗|行吗|好不好|吧)?[.。!！~～?？]*$"
+)
+_ZH_PICTURE = re.compile(r"的?(图|图片|图像|照片|插画|插图|画|壁纸|头像)$")
+_ZH_BUY = re.compile(
+    r"^(我们?)?(刚刚?|刚才|才|今天|昨天|前天|上周|终于|已经|也){0,2}(买了|购买了|入手了|订了|下单了)"
+    rf"{_ZH_MEASURE}{_ZH_OBJECT}[.。!！~～]*$"
+)
+_ZH_NOT_AN_ITEM = re.compile(r"但|可是|不过|然后|结果|却|[吗呢吧么]$|没有?$")
+_ZH_RECOMMEND = re.compile(
+    rf"^{_ZH_ASK}(你们?)?((给我|帮我|为我)推荐|推荐(一下|点|些|几|一|个|什么|啥|吗|$))"
+    r"|^(我们?)?(应该|该|要|可以)?买(点|些)?(什么|啥|哪个|哪款|哪一个)(好|呢|比较好)?[吗呢?？.。!！]*$"
+    r"|有(什么|啥)(好的?|值得买的?|可以买的?)?(东西)?(可以|值得)?推荐"
+)
+
 
 @dataclass(frozen=True, slots=True)
 class Intent:
-    """The intent chosen for a message, and its score (0 when decided by form alone)."""
+    """The intent chosen for a message, and its score (0 when decided by form alone, or by a
+    Chinese pattern)."""
 
     name: str
     score: float
@@ -182,7 +219,45 @@ class Intent:
 
 def looks_like_question(text: str) -> bool:
     stripped = text.strip()
-    return stripped.endswith("?") or bool(_QUESTION_START.match(stripped))
+    if stripped.endswith(("?", "？")) or _QUESTION_START.match(stripped):
+        return True
+    # The Chinese mirror of the rule: a question word first, or a final 吗/呢.
+    if _ZH_QUESTION_START.match(stripped):
+        return True
+    final = _ZH_FINAL.search(stripped)
+    if final is None:
+        return False
+    return final[1] == "吗" or bool(
+        _ZH_QUESTION_WORD.search(stripped) or not _ZH_STATEMENT_NE.search(stripped)
+    )
+
+
+def chinese_action(text: str) -> tuple[str, str] | None:
+    """The action a Chinese message asks for and the command's argument ("帮我画一只猫" ->
+    (draw, 猫)), or None. Commands are not free text and never get here."""
+    stripped = text.strip()
+    if (match := _ZH_DRAW.match(stripped)) is not None:
+        what = match["what"]
+        # A bare "画…" is usually about painting ("画画很好玩", "画家"), not a request.
+        asked = match["ask"] or match["me"] or match["measure"]
+        picture = _ZH_PICTURE.search(what)
+        if (
+            asked
+            and not what.startswith(("画", "得", "了", "过", "着", "的"))
+            and not _ZH_QUESTION_WORD.search(what)
+            and (match["verb"] != "生成" or picture is not None)  # not "生成一份报告"
+        ):
+            # "一张猫的图" -> 猫; "一张风景图" stays whole, "图" being part of the subject.
+            if picture is not None and picture[0].startswith("的") and picture.start() > 0:
+                what = what[: picture.start()]
+            return DRAW, what
+    if (match := _ZH_BUY.match(stripped)) is not None:
+        what = match["what"]
+        if not _ZH_NOT_AN_ITEM.search(what) and not _ZH_QUESTION_WORD.search(what):
+            return BUY, what
+    if _ZH_RECOMMEND.search(stripped):
+        return RECOMMEND, ""
+    return None
 
 
 class IntentClassifier:
@@ -236,6 +311,9 @@ class IntentClassifier:
             exemplars = await self._exemplars(embedder) if embedder is not None else None
             if embedder is None or exemplars is None:  # the surface form alone
                 return by_form
+            # Like an English verb cue, but decisive: the embeddings cannot read Chinese.
+            if (chinese := chinese_action(text)) is not None:
+                return Intent(chinese[0], 0.0)
             vector = (await embedder.embed([text]))[0]
         except ProviderError as exc:
             # An embeddings outage must not stop plain chat, which does not need them.
@@ -286,7 +364,11 @@ async def route_text(ctx: Context, text: str, intent: Intent) -> str:
     if intent.name in targets:
         name, prefix = targets[intent.name]
         command = _command(ctx, name)
-        args = strip_prefix(prefix, text) if prefix is not None else ""
+        chinese = chinese_action(text)
+        if chinese is not None and chinese[0] == intent.name:
+            args = chinese[1]
+        else:
+            args = strip_prefix(prefix, text) if prefix is not None else ""
         # Shopping needs a catalog: without one, "I bought it in January, can I return it?"
         # is a question or chat like any other.
         shop = name in ("buy", "recommend")

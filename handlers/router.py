@@ -51,18 +51,37 @@ def visible(text: str) -> bool:
     return any(not c.isspace() and unicodedata.category(c) != "Cf" for c in text)
 
 
+def fold_width(text: str) -> str:
+    """``text`` with full-width and half-width forms folded to their usual characters
+    ("／ｈｅｌｐ" -> "/help", "２" -> "2"). Narrower than NFKC on purpose: superscripts, circled
+    digits and ligatures keep their meaning ("²" is not "2")."""
+    return "".join(
+        unicodedata.normalize("NFKC", c)
+        if unicodedata.decomposition(c).startswith(("<wide>", "<narrow>"))
+        else c
+        for c in text
+    )
+
+
 def split_command(text: str) -> tuple[str, str] | None:
     """'/gen@mybot hello' -> ('gen', 'hello'); None for text that is not a command. Any
-    whitespace ends the name: a tab, a no-break or an ideographic space (CJK keyboards)."""
+    whitespace ends the name: a tab, a no-break or an ideographic space (CJK keyboards).
+    A Chinese keyboard types the full-width "／ｈｅｌｐ": its name is folded, the arguments
+    are passed on as typed."""
     match = _COMMAND.fullmatch(text)
     if match is None:
         return None
-    head, rest = match.groups()
-    name = "".join(c for c in head.split("@", 1)[0] if unicodedata.category(c) != "Cf").lower()
+    slash, head, rest = match.groups()
+    folded = fold_width(head).split("@", 1)[0]
+    name = "".join(c for c in folded if unicodedata.category(c) != "Cf").lower()
+    # "／" also opens kaomoji ("／(ㄒoㄒ)／"): only a command-like name makes it a command.
+    if slash != "/" and not _NAME.fullmatch(name):
+        return None
     return (name, rest.strip() if visible(rest) else "") if name else None
 
 
-_COMMAND = re.compile(r"/(\S+)\s*(.*)", re.DOTALL)
+_COMMAND = re.compile(r"([/\uff0f])(\S+)\s*(.*)", re.DOTALL)
+_NAME = re.compile(r"[a-z0-9_]+")
 
 
 class Router:

@@ -40,6 +40,43 @@ def test_options_are_taken_from_anywhere_in_the_prompt(args: str, expected: Imag
 
 
 @pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ("猫 --n ２", ImageRequest("猫", "512x512", 2)),
+        ("猫 －－ｎ ２", ImageRequest("猫", "512x512", 2)),
+        ("猫 －ｎ　３", ImageRequest("猫", "512x512", 3)),
+        ("猫 --size ５１２ｘ５１２", ImageRequest("猫", "512x512", 1)),
+        ("猫 --size 768×512", ImageRequest("猫", "768x512", 1)),
+        ("猫 －－ｓｉｚｅ＝６４０×３８４", ImageRequest("猫", "640x384", 1)),
+        # The prompt keeps the characters the user typed.
+        ("ＡＢＣ 猫，１只 --n 2", ImageRequest("ＡＢＣ 猫，１只", "512x512", 2)),
+    ],
+)
+def test_full_width_options_are_options(args: str, expected: ImageRequest) -> None:
+    assert parse_image_args(args, CONFIG) == expected
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ("猫 －－ｓｔｙｌｅ anime", "Unknown option `－－ｓｔｙｌｅ`."),
+        ("猫 --n ９", "`--n` takes a number from 1 to 4; got `9`."),
+        ("猫 --size ５００ｘ５００", "Each side must be a multiple of 8"),
+    ],
+)
+def test_full_width_options_are_checked_like_ascii_ones(args: str, message: str) -> None:
+    answer = parse_image_args(args, CONFIG)
+    assert isinstance(answer, str) and answer.startswith(message)
+
+
+async def test_full_width_image_command_draws(
+    model_app: App, fake_images: FakeImageGenerator
+) -> None:
+    await say(model_app, "／image 一只猫 －－ｎ ２")
+    assert fake_images.calls == [("一只猫", "512x512", 2)]
+
+
+@pytest.mark.parametrize(
     ("args", "message"),
     [
         ("--size 512x512", "Usage: `/image <prompt>"),
