@@ -37,7 +37,7 @@ from storage.models import Document
 log = logging.getLogger(__name__)
 
 # Part of every content hash: a new chunker re-chunks files that did not change.
-CHUNKER_VERSION = b"chunker-2\n"  # 2: Markdown front matter, text-file headings
+CHUNKER_VERSION = b"chunker-3\n"  # 3: Chinese and Japanese sized by character, split at 。！？
 EMBED_BATCH = 256
 # Sentence vectors of recently retrieved sources: a few MB at MiniLM's size.
 SENTENCE_CACHE = 2048

@@ -25,6 +25,15 @@ FORMATS = {
     ".csv": "faq",
 }
 SECTION_SEPARATOR = " › "
+# Scripts written without spaces between words, for a character class: CJK punctuation, kana,
+# bopomofo, Han (BMP and supplementary planes), full- and half-width forms, and HANGUL (Korean
+# has spaces, but a MiniLM tokeniser makes about two tokens of each syllable). U+3000, the
+# ideographic space, is left out: it is whitespace to str.split().
+HANGUL = "\u1100-\u11ff\u3130-\u318f\uac00-\ud7af"
+CJK = (
+    "\u2e80-\u2fdf\u3001-\u303f\u3040-\u30ff\u3100-\u312f\u31a0-\u31ff\u3400-\u4dbf"
+    "\u4e00-\u9fff\uf900-\ufaff\ufe30-\ufe4f\uff01-\uffef\U00020000-\U0003134f" + HANGUL
+)
 
 
 class UnsupportedDocument(ValueError):
@@ -156,7 +165,15 @@ def _load_markdown(text: str) -> tuple[str, list[Section]]:
 
 # A short line with no sentence ending, standing after a blank line: a heading in a text file.
 _TEXT_HEADING = re.compile(r"^[A-Z0-9][^.!?,;]{0,58}[^.!?,;\s]:?$")
+# The same in Chinese or Japanese: 20 characters hold about as much as 8 English words.
+_CJK_TEXT_HEADING = re.compile(
+    rf"^[{CJK}][^.!?,;。！？，；、．]{{0,18}}[^.!?,;\s。！？，；、．][:：]?$"
+)
 _TEXT_HEADING_WORDS = 8
+
+
+def _heading_like(line: str) -> bool:
+    return bool(_TEXT_HEADING.match(line) or _CJK_TEXT_HEADING.match(line))
 
 
 def _load_text(text: str) -> tuple[str, list[Section]]:
@@ -170,7 +187,7 @@ def _load_text(text: str) -> tuple[str, list[Section]]:
         return (
             (i == 0 or not lines[i - 1].strip())
             and len(line.split()) <= _TEXT_HEADING_WORDS
-            and bool(_TEXT_HEADING.match(line))
+            and _heading_like(line)
             and i + 1 < len(lines)
             and bool(lines[i + 1].strip())
         )
@@ -179,7 +196,7 @@ def _load_text(text: str) -> tuple[str, list[Section]]:
     title = ""
     if (
         first is not None
-        and _TEXT_HEADING.match(lines[first].strip())
+        and _heading_like(lines[first].strip())
         and (first + 1 == len(lines) or not lines[first + 1].strip())
     ):
         title, lines = lines[first].strip(), lines[first + 1 :]
@@ -188,7 +205,7 @@ def _load_text(text: str) -> tuple[str, list[Section]]:
     for i, line in enumerate(lines):
         if heading_at(i):
             sections.append(Section(heading, "\n".join(body)))
-            heading, body = line.strip().rstrip(":"), []
+            heading, body = line.strip().rstrip(":："), []
         else:
             body.append(line)
     sections.append(Section(heading, "\n".join(body)))
