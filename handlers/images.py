@@ -7,10 +7,11 @@ import re
 from dataclasses import dataclass
 
 from handlers.context import Context
-from handlers.router import Router, fold_width
+from handlers.router import Router
 from handlers.types import Reply
 from services.container import ImageConfig
 from services.images import parse_size
+from services.textforms import fold_width
 from services.types import ProviderError
 
 log = logging.getLogger(__name__)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from handlers.context import Context
 from handlers.types import Incoming
+from services.textforms import fold_width
 
 Handler = Callable[[Context, str], Awaitable[None]]
 
@@ -49,18 +50,6 @@ def visible(text: str) -> bool:
     """Whether ``text`` shows anything: not only spaces and invisible format characters (zero
     width spaces, joiners, direction marks), which ``str.strip`` keeps."""
     return any(not c.isspace() and unicodedata.category(c) != "Cf" for c in text)
-
-
-def fold_width(text: str) -> str:
-    """``text`` with full-width and half-width forms folded to their usual characters
-    ("／ｈｅｌｐ" -> "/help", "２" -> "2"). Narrower than NFKC on purpose: superscripts, circled
-    digits and ligatures keep their meaning ("²" is not "2")."""
-    return "".join(
-        unicodedata.normalize("NFKC", c)
-        if unicodedata.decomposition(c).startswith(("<wide>", "<narrow>"))
-        else c
-        for c in text
-    )
 
 
 def split_command(text: str) -> tuple[str, str] | None:

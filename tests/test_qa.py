@@ -344,12 +344,28 @@ async def test_a_support_question_written_as_chat_is_answered_from_the_kb(
         ("टीम ज्वाईन नही हो रहा", False),  # Hindi
         ("Wie lange dauert der Versand?", True),
         ("iPhone 真好用", True),  # mostly read
+        ("404", True),  # numbers read
+        (":(", True),
+        ("ＨＥＬＬＯ world", True),  # full-width, as Chinese keyboards type it
+        ("😡😡😡", False),  # symbols alone
     ],
 )
 def test_the_packaged_minilm_says_which_texts_it_cannot_read(
     minilm: LocalEmbedder, text: str, readable: bool
 ) -> None:
     assert minilm.readable(text) is readable
+
+
+async def test_checking_readability_leaves_the_model_tokenizer_alone(
+    minilm: LocalEmbedder,
+) -> None:
+    # The embedding thread relies on the truncation its own calls set; readable() runs on the
+    # event loop meanwhile and must not reset it (a review saw 3 of 54 embeds fail so).
+    await minilm.embed(["a long sentence " * 100])
+    backend = minilm._load().tokenizer.backend_tokenizer
+    before = (backend.truncation, backend.padding)
+    assert minilm.readable("a long sentence " * 100)
+    assert (backend.truncation, backend.padding) == before
 
 
 async def test_a_question_the_model_cannot_read_is_not_answered_from_noise(

@@ -26,6 +26,7 @@ from numpy.typing import NDArray
 from services.modelhost import offline
 from services.modelhost.batcher import MicroBatcher
 from services.modelhost.device import pick_device
+from services.textforms import fold_width
 from services.types import ProviderError
 
 log = logging.getLogger(__name__)
@@ -41,9 +42,9 @@ ENCODER_FORMAT = "switchboard-lora-encoder/1"
 # (`bench/support_check.py --calibrate --embedding-model minilm-intents`).
 INTENTS_PASSAGE_THRESHOLD = 0.71
 FAILED = "The embedding model failed, try again in a minute."
-# A text whose letters fall this much or more into unknown tokens ([UNK]) is not read: its
-# vector is noise that sits close to any other such text. all-MiniLM-L6-v2 knows a few hundred
-# Chinese characters, so most Chinese embeds this way ("怎么开发票" is all [UNK]).
+# A text whose letters and digits fall this much or more into unknown tokens ([UNK]) is not
+# read: its vector is noise that sits close to any other such text. all-MiniLM-L6-v2 knows a
+# few hundred Chinese characters, so most Chinese embeds this way ("怎么开发票" is all [UNK]).
 UNREADABLE_SHARE = 1 / 3
 
 
@@ -140,26 +141,43 @@ def load_sentence_model(
     return PairedEncoder(plain, adapted.to(device))
 
 
-def reads(tokenizer: Any, text: str) -> bool:
-    """Whether a model with ``tokenizer`` reads ``text``: under UNREADABLE_SHARE of its letters
-    fall in unknown tokens. Emoji and digits are not letters: "great 👍" reads, "👍" alone
-    does not."""
-    unknown = tokenizer.unk_token_id
-    # Symbols glued to a word ("there🖐🏻") make the whole word one unknown token, though the
-    # model reads it well enough without them.
-    text = "".join(" " if _symbol(char) else char for char in text)
-    letters = sum(char.isalpha() for char in text)
-    if not letters:  # emoji, digits and punctuation alone say nothing the model reads
-        return False
-    if unknown is None or not getattr(tokenizer, "is_fast", False):
-        return True
-    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
-    unread = sum(
-        sum(char.isalpha() for char in text[start:end])
-        for token, (start, end) in zip(encoded["input_ids"], encoded["offset_mapping"], strict=True)
-        if token == unknown
-    )
-    return unread < UNREADABLE_SHARE * letters
+class ReadCheck:
+    """Tells whether a model with a given tokenizer reads a text: under UNREADABLE_SHARE of its
+    letters and digits fall in unknown tokens. Emoji do not count: "great 👍" reads, "👍" alone
+    does not.
+
+    It tokenizes with a copy of the model's fast tokenizer: the original is in use in the
+    model's worker thread, and calling it resets settings (padding, truncation) that thread
+    relies on."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self._unknown = getattr(tokenizer, "unk_token_id", None)
+        self._copy: Any = None
+        if getattr(tokenizer, "is_fast", False) and self._unknown is not None:
+            from tokenizers import Tokenizer
+
+            self._copy = Tokenizer.from_str(tokenizer.backend_tokenizer.to_str())
+            self._copy.no_truncation()
+            self._copy.no_padding()
+
+    def reads(self, text: str) -> bool:
+        if self._copy is None:
+            return True
+        # Symbols glued to a word ("there🖐🏻") make the whole word one unknown token, though
+        # the model reads it well enough without them; full-width letters it reads folded.
+        text = "".join(" " if _symbol(char) else char for char in fold_width(text))
+        encoded = self._copy.encode(text, add_special_tokens=False)
+        if not encoded.ids:  # nothing but symbols ("😡😡😡")
+            return False
+        counted = sum(char.isalnum() for char in text)
+        if not counted:  # punctuation alone (":(", "!!!") reads when every piece is known
+            return self._unknown not in encoded.ids
+        unread = sum(
+            sum(char.isalnum() for char in text[start:end])
+            for token, (start, end) in zip(encoded.ids, encoded.offsets, strict=True)
+            if token == self._unknown
+        )
+        return unread < UNREADABLE_SHARE * counted
 
 
 def _symbol(char: str) -> bool:
@@ -189,6 +207,7 @@ class LocalEmbedder:
         self._device = pick_device(device)
         self._adapter = adapter
         self._model: Any = None
+        self._read_check: ReadCheck | None = None
         self._load_lock = threading.Lock()
         self.batcher: MicroBatcher[str, NDArray[np.float32]] = MicroBatcher(
             self._encode_rows,
@@ -229,11 +248,12 @@ class LocalEmbedder:
         return INTENTS_PASSAGE_THRESHOLD if self.model_id == INTENTS_MODEL else None
 
     def readable(self, text: str) -> bool:
-        """Whether the model reads ``text`` (see `reads`)."""
-        model = self._load()
-        return reads(
-            (model.models[0] if isinstance(model, PairedEncoder) else model).tokenizer, text
-        )
+        """Whether the model reads ``text`` (see `ReadCheck`)."""
+        if self._read_check is None:
+            model = self._load()
+            first = model.models[0] if isinstance(model, PairedEncoder) else model
+            self._read_check = ReadCheck(first.tokenizer)
+        return self._read_check.reads(text)
 
     @property
     def dim(self) -> int:
@@ -246,7 +266,7 @@ class LocalEmbedder:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         vectors = model.encode(
-            list(texts),
+            [fold_width(text) for text in texts],  # "ＧＲＥＡＴ" is [UNK] to WordPiece
             batch_size=64,
             normalize_embeddings=True,
             convert_to_numpy=True,

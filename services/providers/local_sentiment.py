@@ -27,7 +27,7 @@ from torch import nn
 
 from services.modelhost.device import pick_device, pick_dtype
 from services.modelhost.offline import minilm_path
-from services.providers.local_embeddings import reads
+from services.providers.local_embeddings import ReadCheck
 from services.providers.zh_sentiment import WEIGHTS as ZH_WEIGHTS
 from services.providers.zh_sentiment import (
     ChineseSentiment,
@@ -35,6 +35,7 @@ from services.providers.zh_sentiment import (
     from_probability,
     without_chinese,
 )
+from services.textforms import fold_width
 from services.types import ProviderError, Sentiment
 
 log = logging.getLogger(__name__)
@@ -272,6 +273,7 @@ class LocalSentimentAnalyzer:
         self._max_length = max_length
         self._labels: tuple[str, ...] = ()
         self._tokenizer: Any = None
+        self._read_check = ReadCheck(None)  # reads everything until the model loads
         self._model: Any = None
         self._is_hf = model != DEFAULT_MODEL
         self._chinese = (
@@ -291,6 +293,7 @@ class LocalSentimentAnalyzer:
             dtype = pick_dtype(self._device)
             self._model = model.to(self._device, dtype=dtype).eval()
             self._tokenizer, self._labels = tokenizer, labels
+            self._read_check = ReadCheck(tokenizer)
             log.info("loaded sentiment model %s on %s", self._model_id, self._device)
 
     def _load_hf(self) -> tuple[Any, Any, tuple[str, ...]]:
@@ -324,11 +327,11 @@ class LocalSentimentAnalyzer:
         # each; text in a script neither reads ("この店は最悪です") is not guessed at.
         weights = [chinese_weight(text) for text in texts]
         english = [i for i, weight in enumerate(weights) if weight < ALL_CHINESE]
-        english_texts = [without_chinese(texts[i]) if weights[i] else texts[i] for i in english]
+        english_texts = [fold_width(without_chinese(texts[i])) for i in english]
         labelled = dict(zip(english, self._predict_model(english_texts), strict=True))
         results = []
         for i, (text, weight) in enumerate(zip(texts, weights, strict=True)):
-            if weight == 0.0 and not reads(self._tokenizer, text):
+            if weight == 0.0 and not self._read_check.reads(text):
                 results.append(Sentiment(UNKNOWN_LABEL, 0.0))
                 continue
             parts = [(weight, self._chinese.probability(text))] if weight else []

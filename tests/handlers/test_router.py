@@ -7,8 +7,9 @@ import itertools
 import pytest
 
 from bot.compose import App
-from handlers.router import fold_width, split_command
+from handlers.router import split_command
 from handlers.types import Incoming
+from services.textforms import fold_width
 from tests.fakes.models import FakeSentimentModel
 from tests.fakes.responder import CollectingResponder
 

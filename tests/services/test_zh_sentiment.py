@@ -84,9 +84,17 @@ async def test_the_default_sends_chinese_to_the_character_model_and_keeps_order(
 
 async def test_the_default_does_not_guess_at_what_it_cannot_read() -> None:
     analyzer = LocalSentimentAnalyzer(device="cpu")
-    texts = ["この店は最悪です", "최악의 서비스", "😡😡😡", "差", "great fun"]
+    texts = [
+        "この店は最悪です",
+        "최악의 서비스",
+        "😡😡😡",
+        "差",
+        "great fun",
+        "10/10",
+        "ＧＲＥＡＴ product",
+    ]
     labels = [r.label for r in await analyzer.analyze(texts)]
-    assert labels == ["unknown", "unknown", "unknown", "negative", "positive"]
+    assert labels == ["unknown"] * 3 + ["negative"] + ["positive"] * 3
 
 
 async def test_a_text_mixing_chinese_and_english_is_read_by_both_models() -> None:
