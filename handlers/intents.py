@@ -168,14 +168,17 @@ _BUY_PREFIX = re.compile(
 # [UNK]"): its scores say nothing about a Chinese message, and Chinese exemplars would only blur
 # the English ones. So the form decides a Chinese question, and a whole-message pattern decides
 # a Chinese action; the patterns are narrow because no embedding gives a second opinion.
+# Only openers that start questions, not statements: "几乎每天" (almost every day), "哪里都一样"
+# (the same everywhere) and "怎么都行" (anything goes) open with question words too.
 _ZH_QUESTION_START = re.compile(
-    r"^(请问|怎么|怎样|如何|为什么|为何|什么(?![都也])|哪(?!怕)|多少(?!有点)|几|"
-    r"是不是|能不能|可不可以|有没有)"
+    r"^(请问|怎样|如何|为什么|为何|多少(?!有点)|多久|几[点时天号]|能不能|可不可以|有没有|"
+    r"(怎么|什么|哪(里|儿|个|些|家|种|款|天)|是不是)(?!.*[都也]))"
 )
-_ZH_QUESTION_WORD = re.compile(r"怎么|怎样|如何|为什么|为何|什么|哪|多少|谁|啥")
+_ZH_QUESTION_WORD = re.compile(
+    r"怎么|怎样|如何|为什么|为何|什么|哪|多少|多久|多长|谁|啥|几[点时天号次]"
+)
+_ZH_STATEMENT_NE = re.compile(r"[在着还正也]")
 _ZH_FINAL = re.compile(r"(吗|呢)[?？.。!！~～]*$")
-# A final 呢 also ends statements: "我在吃饭呢" (ongoing), "还早呢" (emphasis).
-_ZH_STATEMENT_NE = re.compile(r"[在着还正]")
 _ZH_ASK = r"(?P<ask>(请你?|麻烦你?)?(你?(能|可以|能不能|可不可以|能否))?)"
 _ZH_FOR_ME = r"(?P<me>帮我|给我|替我|为我|帮忙)?"
 # "一只", "两本", "个": a count and its measure word, dropped from the object ("一个台灯" -> 台灯).
@@ -193,6 +196,8 @@ _ZH_BUY = re.compile(
     r"^(我们?)?(刚刚?|刚才|才|今天|昨天|前天|上周|终于|已经|也){0,2}(买了|购买了|入手了|订了|下单了)"
     rf"{_ZH_MEASURE}{_ZH_OBJECT}[.。!！~～]*$"
 )
+_ZH_PARTICLE = re.compile(r"(了|啦|哦|呀|喔|哈)+$")
+ZH_ACTION_CHARS = 200
 _ZH_NOT_AN_ITEM = re.compile(r"但|可是|不过|然后|结果|却|[吗呢吧么]$|没有?$")
 _ZH_RECOMMEND = re.compile(
     rf"^{_ZH_ASK}(你们?)?((给我|帮我|为我)推荐|推荐(一下|点|些|几|一|个|什么|啥|吗|$))"
@@ -227,6 +232,8 @@ def looks_like_question(text: str) -> bool:
     final = _ZH_FINAL.search(stripped)
     if final is None:
         return False
+    # A final 呢 asks after a thing ("我的订单呢") or with a question word, but also ends
+    # statements: "我在吃饭呢" (ongoing), "还早呢" (emphasis), "我也是呢" (me too).
     return final[1] == "吗" or bool(
         _ZH_QUESTION_WORD.search(stripped) or not _ZH_STATEMENT_NE.search(stripped)
     )
@@ -236,6 +243,8 @@ def chinese_action(text: str) -> tuple[str, str] | None:
     """The action a Chinese message asks for and the command's argument ("帮我画一只猫" ->
     (draw, 猫)), or None. Commands are not free text and never get here."""
     stripped = text.strip()
+    if len(stripped) > ZH_ACTION_CHARS:  # a request is short; and the patterns stay linear
+        return None
     if (match := _ZH_DRAW.match(stripped)) is not None:
         what = match["what"]
         # A bare "画…" is usually about painting ("画画很好玩", "画家"), not a request.
@@ -252,7 +261,7 @@ def chinese_action(text: str) -> tuple[str, str] | None:
                 what = what[: picture.start()]
             return DRAW, what
     if (match := _ZH_BUY.match(stripped)) is not None:
-        what = match["what"]
+        what = _ZH_PARTICLE.sub("", match["what"])  # "我买了一个台灯了" -> 台灯
         if not _ZH_NOT_AN_ITEM.search(what) and not _ZH_QUESTION_WORD.search(what):
             return BUY, what
     if _ZH_RECOMMEND.search(stripped):

@@ -23,7 +23,7 @@ _REFERRING = frozenset(
     "same also too else".split()
 )
 _OPENERS = ("and ", "but ", "so ", "also ", "what about", "how about", "what if", "then ")
-_COMMAND = re.compile(r"^[/\uff0f]\w+(@\w+)?\s*")
+_COMMAND = re.compile(r"^[/\uff0f][A-Za-z0-9_]+(@\w+)?\s*")
 _CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _WORD = re.compile(f"[{_CJK}]|[^\\W\\d_{_CJK}]+(?:'[^\\W\\d_{_CJK}]+)*")
 _SOURCES = re.compile(r"\n\s*Sources:\s*\n")

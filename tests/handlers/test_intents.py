@@ -103,6 +103,13 @@ def test_chinese_actions_and_their_arguments(text: str, expected: tuple[str, str
         ("还早呢", False),
         ("什么都不想做", False),
         ("哪怕下雨我也去", False),
+        ("几点开门", True),
+        ("退货要多久呢", True),
+        ("几乎每天都下雨", False),  # "almost every day": 几 is not always a question
+        ("几个朋友来了", False),
+        ("哪里都一样", False),
+        ("怎么都行", False),
+        ("我也是呢", False),
         ("你好", False),
         ("谢谢", False),
         ("讲个笑话", False),
@@ -269,3 +276,10 @@ async def test_an_embeddings_outage_leaves_chat_working(  # type: ignore[no-unty
     finally:
         await app.close()
     assert recorded == []
+
+
+def test_a_purchase_drops_a_final_particle_and_long_text_is_no_action() -> None:
+    assert chinese_action("我买了一个台灯了") == ("buy", "台灯")
+    # A long run the patterns would backtrack over is not a request at all.
+    assert chinese_action("帮我画" + "~" * 8000 + "x") is None
+    assert chinese_action("我买了" + "." * 8000) is None
