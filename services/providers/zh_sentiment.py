@@ -60,7 +60,11 @@ def ngram_buckets(text: str) -> NDArray[np.int64]:
     chars = normalise(text)
     grams = [chars[i : i + n] for n in NGRAMS for i in range(len(chars) - n + 1)]
     grams = [g for g in grams if not g.isspace()]
-    return np.fromiter((zlib.crc32(g.encode()) % BUCKETS for g in grams), np.int64, len(grams))
+    return np.fromiter(
+        (zlib.crc32(g.encode("utf-8", "surrogatepass")) % BUCKETS for g in grams),
+        np.int64,
+        len(grams),
+    )
 
 
 class ChineseSentiment:

@@ -104,3 +104,9 @@ async def test_a_text_mixing_chinese_and_english_is_read_by_both_models() -> Non
         ["这个 app 的 UI 设计 really bad", "这个 app 的 UI 设计 really great"]
     )
     assert (bad.label, good.label) == ("negative", "positive")
+
+
+def test_a_lone_surrogate_is_hashed_not_raised() -> None:
+    # JSON can carry "\ud800"; the model server's /classify takes what a client sends.
+    assert len(ngram_buckets("好\ud800吃")) == 6
+    assert ChineseSentiment().predict(["好\ud800吃"])[0].label in ("positive", "negative")
