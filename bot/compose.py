@@ -133,6 +133,8 @@ def build_services(settings: Settings) -> Services:
             system_prompt=settings.system_prompt,
             max_tokens=settings.text_max_tokens,
             temperature=settings.text_temperature,
+            english_only=settings.text_provider is TextProvider.LOCAL
+            and settings.text_model is None,
         ),
         # Model-backed services load nothing until first use (or `models warm`).
         sentiment=model_services.build_sentiment(settings),

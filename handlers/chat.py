@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 
 from handlers.context import Context
 from handlers.feedback import feedback_buttons
 from handlers.router import Router
 from services.budget import fit_turns
+from services.textforms import is_chinese
 from services.types import Turn
+
+ENGLISH_ONLY = (
+    "（提示：这个机器人的离线模型只会用英文回答。"
+    "管理员设置 TEXT_PROVIDER=zhipuai 后即可用中文聊天。）\n"
+    "(This bot's offline model answers in English only; an operator can set"
+    " TEXT_PROVIDER=zhipuai for Chinese.)"
+)
+NOTED_CHATS = 10_000
+_noted: OrderedDict[tuple[str, str], None] = OrderedDict()
 
 
 async def generate(ctx: Context, history: Sequence[Turn], text: str) -> None:
@@ -28,6 +39,19 @@ async def generate(ctx: Context, history: Sequence[Turn], text: str) -> None:
         answer = await ctx.reply_stream(chunks, buttons=feedback_buttons(ctx.incoming.event_id))
     if not answer.strip():
         await ctx.reply_text("I have no answer to that; could you rephrase it?")
+    if config.english_only and is_chinese(text) and _first_time(ctx):
+        await ctx.reply_text(ENGLISH_ONLY)
+
+
+def _first_time(ctx: Context) -> bool:
+    """Whether this chat has not had the English-only note yet (from this process)."""
+    key = (ctx.incoming.platform, ctx.incoming.chat_id)
+    if key in _noted:
+        return False
+    _noted[key] = None
+    if len(_noted) > NOTED_CHATS:
+        _noted.popitem(last=False)
+    return True
 
 
 def register(router: Router) -> None:

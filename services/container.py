@@ -20,6 +20,9 @@ class GenerationConfig:
     system_prompt: str
     max_tokens: int
     temperature: float
+    # The text model answers in English only (the packaged SmolLM2): a user writing Chinese is
+    # told so once, with what an operator can set.
+    english_only: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
+
+HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_KANA_HANGUL = re.compile(r"[\u3040-\u30ff\u31f0-\u31ff\uac00-\ud7af]")
+_LATIN_WORD = re.compile(r"[A-Za-z]+")
 
 
 def fold_width(text: str) -> str:
@@ -16,3 +21,18 @@ def fold_width(text: str) -> str:
         else c
         for c in text
     )
+
+
+def is_chinese(text: str) -> bool:
+    """Written mainly in Chinese: Han characters outnumber Latin words ("iPhone 真好用" is), and
+    it is not Japanese or Korean, which also use Han characters."""
+    return chinese_weight(text) >= 0.5
+
+
+def chinese_weight(text: str) -> float:
+    """How much of ``text`` is Chinese, 0..1: its Han characters' share of them and its Latin
+    words together (a Chinese word is one or two characters). 0 for Japanese and Korean."""
+    han = len(HAN.findall(text))
+    if not han or len(_KANA_HANGUL.findall(text)) * 4 >= han:
+        return 0.0
+    return han / (han + len(_LATIN_WORD.findall(text)))

@@ -21,7 +21,10 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from services.textforms import HAN, chinese_weight, is_chinese
 from services.types import Sentiment
+
+__all__ = ["ChineseSentiment", "chinese_weight", "is_chinese", "ngram_buckets", "normalise"]
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "sentiment-zh-chars.safetensors"
 BUCKETS = 1 << 18
@@ -29,25 +32,7 @@ NGRAMS = (1, 2, 3)
 MAX_CHARS = 2000  # a review's sentiment is settled long before; bounds the work per message
 FORMAT = "switchboard-zh-char-ngrams/1"
 
-_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-_KANA_HANGUL = re.compile(r"[\u3040-\u30ff\u31f0-\u31ff\uac00-\ud7af]")
-_LATIN_WORD = re.compile(r"[A-Za-z]+")
 _SPACE = re.compile(r"\s+")
-
-
-def is_chinese(text: str) -> bool:
-    """Written mainly in Chinese: Han characters outnumber Latin words ("iPhone 真好用" is), and
-    it is not Japanese or Korean, which also use Han characters."""
-    return chinese_weight(text) >= 0.5
-
-
-def chinese_weight(text: str) -> float:
-    """How much of ``text`` is Chinese, 0..1: its Han characters' share of them and its Latin
-    words together (a Chinese word is one or two characters). 0 for Japanese and Korean."""
-    han = len(_HAN.findall(text))
-    if not han or len(_KANA_HANGUL.findall(text)) * 4 >= han:
-        return 0.0
-    return han / (han + len(_LATIN_WORD.findall(text)))
 
 
 def normalise(text: str) -> str:
@@ -99,7 +84,7 @@ class ChineseSentiment:
 
 def without_chinese(text: str) -> str:
     """``text`` with its Han characters blanked: what an English model should read of it."""
-    return _HAN.sub(" ", text)
+    return HAN.sub(" ", text)
 
 
 def from_probability(positive: float) -> Sentiment:
