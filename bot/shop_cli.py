@@ -86,6 +86,12 @@ def _summary(kind: str, report: Any, seconds: float) -> None:
     if report.already_stored:
         print(f", {report.already_stored} already stored", end="")
     print(f"; {len(report.errors)} bad rows" if report.errors else "")
+    if getattr(report, "unreadable", 0):
+        print(
+            f"  warning: the embedding model cannot read {report.unreadable} of them (another"
+            " script): they are recommended by purchases only, and /buy finds them by name."
+            " A multilingual EMBEDDING_MODEL reads them; import again after setting it."
+        )
     for error in report.errors[:SHOWN_ERRORS]:
         print(f"  {error}", file=sys.stderr)
     if len(report.errors) > SHOWN_ERRORS:

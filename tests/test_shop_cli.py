@@ -142,3 +142,42 @@ def test_eval_names_a_dataset_file_that_is_not_there(
     assert capsys.readouterr().err.splitlines() == [
         f"switchboard: cannot read {tmp_path}/ml-100k/u.genre: No such file or directory"
     ]
+
+
+def test_products_the_model_cannot_read_get_no_vector_and_a_warning(
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import asyncio
+
+    import numpy as np
+    from sqlalchemy import select
+
+    from storage.db import create_engine, session_factory, unit_of_work
+    from storage.models import Product
+
+    class EnglishOnly(FakeEmbedder):
+        def readable(self, text: str) -> bool:
+            return not any("\u4e00" <= char <= "\u9fff" for char in text)
+
+    monkeypatch.setattr(model_services, "build_embedder", lambda _settings: EnglishOnly())
+    monkeypatch.setenv("DATA_DIR", str(settings.data_dir))
+    catalog = tmp_path / "catalog.csv"
+    catalog.write_text("id,title\nlamp,落地灯\ntea,西湖龙井\nmouse,Wireless Mouse\n")
+    assert main(["catalog", "import", str(catalog), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "3 products imported" in out and "cannot read 2 of them" in out
+
+    async def vectors() -> dict[str, bool]:
+        engine = create_engine(settings.db_url)
+        try:
+            async with unit_of_work(session_factory(engine)) as session:
+                rows = (await session.scalars(select(Product))).all()
+                return {p.external_id: bool(np.frombuffer(p.embedding, "<f4").any()) for p in rows}
+        finally:
+            await engine.dispose()
+
+    # Noise vectors would make the lamp "similar to" the tea; zero ones make it similar to none.
+    assert asyncio.run(vectors()) == {"lamp": False, "tea": False, "mouse": True}

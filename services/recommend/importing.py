@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+import numpy as np
+
 from services.recommend.parsing import (
     PRODUCT_COLUMNS,
     PURCHASE_COLUMNS,
@@ -25,7 +27,7 @@ from services.recommend.parsing import (
     purchase_row,
     records,
 )
-from services.types import Embedder
+from services.types import Embedder, unreadable
 from storage import catalog as repo
 from storage.db import SessionFactory, unit_of_work
 
@@ -40,6 +42,7 @@ class ImportReport:
     already_stored: int = 0  # purchases: rows stored by an earlier import, skipped
     errors: list[RowError] = field(default_factory=list)
     embed_seconds: float = 0.0
+    unreadable: int = 0  # products whose text the embedding model cannot read
 
 
 def count_lines(path: Path) -> int:
@@ -80,7 +83,14 @@ async def import_products(
         started = loop.time()
         vectors = await embedder.embed([row.text for row in batch])
         report.embed_seconds += loop.time() - started
-        return batch, [v.astype("<f4").tobytes() for v in vectors]
+        # A text the model cannot read ("落地灯" to MiniLM) embeds as noise close to every other
+        # such text: a zero vector instead, so no "similar to" reason or /buy match rests on it.
+        unread = await asyncio.to_thread(lambda: [unreadable(embedder, r.text) for r in batch])
+        report.unreadable += sum(unread)
+        return batch, [
+            (np.zeros_like(v) if blank else v).astype("<f4").tobytes()
+            for v, blank in zip(vectors, unread, strict=True)
+        ]
 
     first = next(batches, None)
     pending = asyncio.ensure_future(embed(first)) if first else None
