@@ -81,7 +81,7 @@ def macro_f1(predicted: list[str], labels: list[str]) -> float:
 def zh_table(data_dir: Path) -> list[str]:
     from train_sentiment_zh import training_rows  # beside this script
 
-    from services.providers.zh_sentiment import is_chinese
+    from services.textforms import is_chinese
 
     texts, labels = read_tsv(data_dir / "chnsenticorp" / "dev.tsv")
     train_labels = [LABELS[label] for _, label in training_rows(data_dir)]

@@ -86,7 +86,7 @@ def _summary(kind: str, report: Any, seconds: float) -> None:
     if report.already_stored:
         print(f", {report.already_stored} already stored", end="")
     print(f"; {len(report.errors)} bad rows" if report.errors else "")
-    if getattr(report, "unreadable", 0):
+    if report.unreadable:
         print(
             f"  warning: the embedding model cannot read {report.unreadable} of them (another"
             " script): they are recommended by purchases only, and /buy finds them by name."

@@ -9,7 +9,7 @@ from handlers.context import Context
 from handlers.middleware import USER_TURN, Envelope, Next
 from handlers.router import Router
 from services.container import Services
-from services.types import Sentiment
+from services.types import UNREADABLE_LABEL, Sentiment
 from storage import repositories as repo
 from storage.db import SessionFactory, unit_of_work
 
@@ -18,14 +18,13 @@ log = logging.getLogger(__name__)
 NOT_CONFIGURED = "Sentiment analysis is not configured on this bot."
 UNREADABLE = "I can't tell the sentiment of text in this language (or of symbols alone)."
 EMOJI = {"positive": "🙂", "negative": "🙁", "neutral": "😐"}
-UNKNOWN = "unknown"  # what a model answers for a text it cannot read
 # Below this confidence a label is a lean, not a verdict, and is shown as one.
 SURE = 0.65
 
 
 def describe(sentiment: Sentiment) -> str:
     label = sentiment.label.lower()
-    if label == UNKNOWN:
+    if label == UNREADABLE_LABEL:
         return UNREADABLE
     if label in ("positive", "negative") and sentiment.score < SURE:
         return f"{EMOJI['neutral']} **Unsure**, leaning {label} · confidence {sentiment.score:.0%}"
@@ -80,7 +79,7 @@ class TurnSentimentMiddleware:
         assert analyzer is not None
         try:
             [result] = await analyzer.analyze([text])
-            if result.label.lower() == UNKNOWN:
+            if result.label.lower() == UNREADABLE_LABEL:
                 return  # nothing to count in /stats' mix
             async with unit_of_work(self._sessions) as session:
                 await repo.set_sentiment(

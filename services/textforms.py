@@ -5,8 +5,25 @@ from __future__ import annotations
 import re
 import unicodedata
 
-HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-_KANA_HANGUL = re.compile(r"[\u3040-\u30ff\u31f0-\u31ff\uac00-\ud7af]")
+# Character ranges, for use inside a regular expression's [...].
+HAN_CHARS = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+KANA_CHARS = "\u3040-\u30ff"
+HANGUL_CHARS = "\u1100-\u11ff\u3130-\u318f\uac00-\ud7af"
+# Scripts written without spaces between words: CJK punctuation, kana, bopomofo, Han (BMP and
+# supplementary planes), full- and half-width forms, and Hangul (Korean has spaces, but a MiniLM
+# tokeniser makes about two tokens of each syllable). U+3000, the ideographic space, is left
+# out: it is whitespace to str.split().
+CJK_CHARS = (
+    "\u2e80-\u2fdf\u3001-\u303f"
+    + KANA_CHARS
+    + "\u3100-\u312f\u31a0-\u31ff"
+    + HAN_CHARS
+    + "\ufe30-\ufe4f\uff01-\uffef\U00020000-\U0003134f"
+    + HANGUL_CHARS
+)
+
+HAN = re.compile(f"[{HAN_CHARS}]")
+_KANA_HANGUL = re.compile(f"[{KANA_CHARS}\u31f0-\u31ff\uac00-\ud7af]")
 _LATIN_WORD = re.compile(r"[A-Za-z]+")
 
 

@@ -53,8 +53,11 @@ class TextGenerator(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Sentiment:
-    label: str  # "positive" or "negative" (a provider may add "neutral")
+    label: str  # "positive" or "negative" (a provider may add "neutral", or UNREADABLE_LABEL)
     score: float  # the model's confidence in ``label``, 0..1
+
+
+UNREADABLE_LABEL = "unknown"  # a text in a language the model cannot read: no verdict
 
 
 class SentimentAnalyzer(Protocol):

@@ -15,7 +15,9 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from services.kb.loaders import CJK, HANGUL, SourceDocument
+from services.kb.loaders import SourceDocument
+from services.textforms import CJK_CHARS as CJK
+from services.textforms import HANGUL_CHARS as HANGUL
 
 MAX_WORDS = 160
 OVERLAP_WORDS = 30

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 
+from services.textforms import CJK_CHARS
+
 FORMATS = {
     ".txt": "txt",
     ".text": "txt",
@@ -25,15 +27,6 @@ FORMATS = {
     ".csv": "faq",
 }
 SECTION_SEPARATOR = " › "
-# Scripts written without spaces between words, for a character class: CJK punctuation, kana,
-# bopomofo, Han (BMP and supplementary planes), full- and half-width forms, and HANGUL (Korean
-# has spaces, but a MiniLM tokeniser makes about two tokens of each syllable). U+3000, the
-# ideographic space, is left out: it is whitespace to str.split().
-HANGUL = "\u1100-\u11ff\u3130-\u318f\uac00-\ud7af"
-CJK = (
-    "\u2e80-\u2fdf\u3001-\u303f\u3040-\u30ff\u3100-\u312f\u31a0-\u31ff\u3400-\u4dbf"
-    "\u4e00-\u9fff\uf900-\ufaff\ufe30-\ufe4f\uff01-\uffef\U00020000-\U0003134f" + HANGUL
-)
 
 
 class UnsupportedDocument(ValueError):
@@ -167,7 +160,7 @@ def _load_markdown(text: str) -> tuple[str, list[Section]]:
 _TEXT_HEADING = re.compile(r"^[A-Z0-9][^.!?,;]{0,58}[^.!?,;\s]:?$")
 # The same in Chinese or Japanese: 20 characters hold about as much as 8 English words.
 _CJK_TEXT_HEADING = re.compile(
-    rf"^[{CJK}][^.!?,;。！？，；、．]{{0,18}}[^.!?,;\s。！？，；、．][:：]?$"
+    rf"^[{CJK_CHARS}][^.!?,;。！？，；、．]{{0,18}}[^.!?,;\s。！？，；、．][:：]?$"
 )
 _TEXT_HEADING_WORDS = 8
 

@@ -73,7 +73,7 @@ class ModelHost:
     max_side: int = 1024
     api_key: str | None = None
     # Kind -> why its model did not load. Such a kind is left out of /v1/models and named in
-    # /healthz until a request to it succeeds (a provider retries its load on its own terms).
+    # /healthz until a request to it succeeds and its model then loads (see ModelServer._recheck).
     failed: dict[str, str] = field(default_factory=dict)
 
     def served(self) -> dict[str, object]:

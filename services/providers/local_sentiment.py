@@ -29,14 +29,9 @@ from services.modelhost.device import pick_device, pick_dtype
 from services.modelhost.offline import minilm_path
 from services.providers.local_embeddings import ReadCheck
 from services.providers.zh_sentiment import WEIGHTS as ZH_WEIGHTS
-from services.providers.zh_sentiment import (
-    ChineseSentiment,
-    chinese_weight,
-    from_probability,
-    without_chinese,
-)
-from services.textforms import fold_width
-from services.types import ProviderError, Sentiment
+from services.providers.zh_sentiment import ChineseSentiment, from_probability, without_chinese
+from services.textforms import chinese_weight, fold_width
+from services.types import UNREADABLE_LABEL, ProviderError, Sentiment
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +39,6 @@ DEFAULT_MODEL = "minilm-sst2"
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "sentiment-minilm-sst2.safetensors"
 ADAPTER_FORMAT = "switchboard-lora-classifier/1"
 UNAVAILABLE = "The sentiment model is unavailable, try again in a minute."
-UNKNOWN_LABEL = "unknown"  # a text in a language the model cannot read
 # A text this Chinese or more goes to the Chinese model alone: a few Latin words in a Chinese
 # review are mostly names ("IBM T60"), which only blur it. Chosen on ChnSentiCorp train (84.2%
 # at 0.8 against 83.7% blending every mixed text; 2,368 of its 9,600 reviews hold Latin words).
@@ -332,7 +326,7 @@ class LocalSentimentAnalyzer:
         results = []
         for i, (text, weight) in enumerate(zip(texts, weights, strict=True)):
             if weight == 0.0 and not self._read_check.reads(text):
-                results.append(Sentiment(UNKNOWN_LABEL, 0.0))
+                results.append(Sentiment(UNREADABLE_LABEL, 0.0))
                 continue
             parts = [(weight, self._chinese.probability(text))] if weight else []
             if i in labelled:

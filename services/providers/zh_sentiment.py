@@ -21,10 +21,8 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from services.textforms import HAN, chinese_weight, is_chinese
+from services.textforms import HAN
 from services.types import Sentiment
-
-__all__ = ["ChineseSentiment", "chinese_weight", "is_chinese", "ngram_buckets", "normalise"]
 
 WEIGHTS = Path(__file__).resolve().parent.parent / "weights" / "sentiment-zh-chars.safetensors"
 BUCKETS = 1 << 18

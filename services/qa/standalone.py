@@ -12,6 +12,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from services.textforms import HAN_CHARS, KANA_CHARS
 from services.types import ProviderError, TextGenerator, Turn
 
 log = logging.getLogger(__name__)
@@ -24,7 +25,7 @@ _REFERRING = frozenset(
 )
 _OPENERS = ("and ", "but ", "so ", "also ", "what about", "how about", "what if", "then ")
 _COMMAND = re.compile(r"^[/\uff0f][A-Za-z0-9_]+(@\w+)?\s*")
-_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_CJK = KANA_CHARS + HAN_CHARS
 _WORD = re.compile(f"[{_CJK}]|[^\\W\\d_{_CJK}]+(?:'[^\\W\\d_{_CJK}]+)*")
 _SOURCES = re.compile(r"\n\s*Sources:\s*\n")
 _CITATION = re.compile(r"\s*\[\d+\]")

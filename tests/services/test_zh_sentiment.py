@@ -11,10 +11,10 @@ from services.providers.zh_sentiment import (
     FORMAT,
     WEIGHTS,
     ChineseSentiment,
-    is_chinese,
     ngram_buckets,
     normalise,
 )
+from services.textforms import is_chinese
 
 POSITIVE = [
     "非常好吃，服务也很棒，下次还来",
